@@ -13,6 +13,8 @@
 #
 # Exit codes: 0 ok; 1 a build failed (the message names the tool and the step); 2 usage error;
 #             3 Go is missing or the Go module proxy is unreachable (callers skip the cluster tier loudly).
+# The build_* functions are called through build_tool's builder argument.
+# shellcheck disable=SC2329
 set -euo pipefail
 
 readonly EXIT_BUILD=1 EXIT_USAGE=2 EXIT_NO_GO=3
@@ -41,15 +43,16 @@ loud_no_go() {
   exit "${EXIT_NO_GO}"
 }
 
-# shellcheck source-path=SCRIPTDIR/.. source=k8s/versions.env
+# shellcheck source=/dev/null  # KEY=value lines only
 source "${versions_file}"
 for var in KUBERNETES_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION KUBECONFORM_VERSION ACTIONLINT_VERSION; do
   [[ -n "${!var:-}" ]] || die "${EXIT_USAGE}" "${var} is not set in ${versions_file}"
 done
 
 export CGO_ENABLED=0
-# Keep any GOFLAGS the caller set (e.g. -buildvcs=false) and add -trimpath for reproducible binaries.
-export GOFLAGS="${GOFLAGS:+${GOFLAGS} }-trimpath"
+# Keep any GOFLAGS the caller set; add -trimpath (reproducible binaries) and -buildvcs=false (the wrapper
+# modules live inside this git work tree, whose state says nothing about the tools).
+export GOFLAGS="${GOFLAGS:+${GOFLAGS} }-trimpath -buildvcs=false"
 build_date="$(date -u -d "@${SOURCE_DATE_EPOCH:-0}" +%Y-%m-%dT%H:%M:%SZ)"
 
 require_go() {
@@ -226,7 +229,7 @@ build() {
       build_tool controlplane "kubernetes-${KUBERNETES_VERSION}" \
         "kube-apiserver kube-controller-manager kube-scheduler" build_controlplane
       ;;
-    *) die "${EXIT_USAGE}" "unknown tool '$1' (known: ${all_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler)" ;;
+    *) die "${EXIT_USAGE}" "unknown tool '$1'" ;;
   esac
 }
 
@@ -282,7 +285,7 @@ sync_modules() {
 
 main() {
   local -a requested=()
-  local arg
+  local arg tool
   for arg in "$@"; do
     case "${arg}" in
       -h | --help)
@@ -294,7 +297,12 @@ main() {
         exit 0
         ;;
       -*) die "${EXIT_USAGE}" "unknown option '${arg}'" ;;
-      *) requested+=("$(canonical "${arg}")") ;;
+      *)
+        tool="$(canonical "${arg}")"
+        [[ " ${all_tools[*]} " == *" ${tool} "* ]] ||
+          die "${EXIT_USAGE}" "unknown tool '${arg}' (known: ${all_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler)"
+        requested+=("${tool}")
+        ;;
     esac
   done
   mkdir -p "${tools_dir}" "${bin_dir}"
@@ -303,16 +311,12 @@ main() {
     exec 9>"${tools_dir}/.lock"
     flock 9
   fi
-  local tool
   for tool in "${all_tools[@]}"; do
     if [[ ${#requested[@]} -eq 0 ]] || [[ " ${requested[*]} " == *" ${tool} "* ]]; then
       build "${tool}"
     fi
   done
-  for tool in "${requested[@]}"; do
-    [[ " ${all_tools[*]} " == *" ${tool} "* ]] || build "${tool}"
-  done
   printf '%s\n' "${bin_dir}"
 }
 
-main "$@"
+main "$@"; exit  # one line: bash stops here even if this file is edited while it runs

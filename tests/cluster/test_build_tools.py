@@ -1,0 +1,65 @@
+"""scripts/build-tools.sh contract, checked without building anything: the cache layout, skipping versions
+that are already built, the loud exit 3 without Go, and usage errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "build-tools.sh"
+NO_GO_PATH = "/usr/bin:/bin"
+
+
+def _versions() -> dict[str, str]:
+    lines = (REPO / "k8s" / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def _run(tools_dir: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KS_TOOLS_DIR": str(tools_dir)}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def without_go() -> str:
+    if shutil.which("go", path=NO_GO_PATH) is not None:
+        pytest.skip(f"go is installed in {NO_GO_PATH}; cannot hide it")
+    return NO_GO_PATH
+
+
+def test_without_go_exits_3_naming_what_to_install(tmp_path: Path, without_go: str) -> None:
+    result = _run(tmp_path, "kubeconform", path=without_go)
+    assert result.returncode == 3
+    assert "Install Go" in result.stderr
+    assert "SKIPPED" in result.stderr
+
+
+def test_already_built_version_is_skipped_and_linked(tmp_path: Path, without_go: str) -> None:
+    version = _versions()["HELM_VERSION"]
+    binary = tmp_path / f"helm-{version}" / "helm"
+    binary.parent.mkdir()
+    binary.write_text("#!/bin/sh\necho prebuilt\n")
+    binary.chmod(0o755)
+
+    result = _run(tmp_path, "helm", path=without_go)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "bin")
+    link = tmp_path / "bin" / "helm"
+    assert os.readlink(link) == f"../helm-{version}/helm"
+    assert "already built, skipping" in result.stderr
+
+
+def test_unknown_tool_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run(tmp_path, "kubectx")
+    assert result.returncode == 2
+    assert "unknown tool 'kubectx'" in result.stderr
