@@ -1,0 +1,1 @@
+"""kube-sentiment: learn. Data, training, evaluation, registry and gate, drift."""

@@ -1,0 +1,118 @@
+"""The model directory: what training writes, MLflow stores, KServe's storage initializer puts at /mnt/models,
+and the predictor and the drift job load.
+
+Layout (an MLflow ``sklearn`` flavour model plus two kube-sentiment files)::
+
+    MLmodel                  MLflow model spec (flavour, signature, input example)
+    model.pkl                the fitted sklearn Pipeline: features (word + char TF-IDF) -> clf
+    requirements.txt ...     MLflow's environment files
+    kube_sentiment.json      metadata: format, classes, registered name/version when known, data and holdout
+                             fingerprints, git commit, parameters, metrics
+    reference_profile.json   the training reference profile for drift detection (see ``model.profile``)
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sklearn.pipeline import Pipeline
+
+from model.errors import ModelArtifactError
+
+FORMAT = "kube-sentiment.model/v1"
+METADATA_FILE = "kube_sentiment.json"
+PROFILE_FILE = "reference_profile.json"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded model directory."""
+
+    pipeline: Pipeline
+    classes: tuple[str, ...]
+    metadata: dict[str, Any]
+    profile: dict[str, Any] | None
+    path: Path
+
+
+def save_model_dir(
+    path: Path,
+    pipeline: Pipeline,
+    metadata: dict[str, Any],
+    profile: dict[str, Any] | None,
+    input_example: list[str] | None = None,
+) -> Path:
+    """Write ``pipeline`` as an MLflow sklearn model at ``path`` (must not exist) with our metadata and profile."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    classes = [str(c) for c in pipeline.classes_]
+    example = input_example or ["what a great day", "this is terrible"]
+    frame = pd.DataFrame({"text": example})
+    signature = infer_signature(frame, pipeline.predict(frame["text"]))
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(path),
+        signature=signature,
+        input_example=frame,
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+        pyfunc_predict_fn="predict_proba",
+    )
+    meta = {"format": FORMAT, "classes": classes, **metadata}
+    (path / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    if profile is not None:
+        (path / PROFILE_FILE).write_text(json.dumps(profile, sort_keys=True))
+    return path
+
+
+def _pickle_path(path: Path) -> Path:
+    spec_file = path / "MLmodel"
+    if not spec_file.is_file():
+        raise ModelArtifactError(f"{path} is not a model directory: it has no MLmodel file")
+    try:
+        spec = yaml.safe_load(spec_file.read_text())
+        pickled = spec["flavors"]["sklearn"]["pickled_model"]
+    except (yaml.YAMLError, KeyError, TypeError) as e:
+        raise ModelArtifactError(f"{spec_file} has no sklearn flavour with a pickled_model entry") from e
+    model_file = path / pickled
+    if not model_file.is_file():
+        raise ModelArtifactError(f"{spec_file} names {pickled!r} but {model_file} does not exist")
+    return model_file
+
+
+def load_model_dir(path: Path) -> ModelBundle:
+    """Load a model directory written by :func:`save_model_dir`; errors name the missing or broken part."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelArtifactError(f"model directory {path} does not exist")
+    model_file = _pickle_path(path)
+    try:
+        with model_file.open("rb") as fh:
+            pipeline = pickle.load(fh)
+    except Exception as e:  # unpickling can raise nearly anything on a corrupt file
+        raise ModelArtifactError(f"{model_file} cannot be unpickled ({type(e).__name__}: {e})") from e
+    if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "classes_"):
+        raise ModelArtifactError(f"{model_file} does not hold a fitted sklearn Pipeline")
+    meta_file = path / METADATA_FILE
+    try:
+        metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise ModelArtifactError(f"{meta_file} is not valid JSON: {e}") from e
+    profile_file = path / PROFILE_FILE
+    try:
+        profile = json.loads(profile_file.read_text()) if profile_file.is_file() else None
+    except json.JSONDecodeError as e:
+        raise ModelArtifactError(f"{profile_file} is not valid JSON: {e}") from e
+    return ModelBundle(
+        pipeline=pipeline,
+        classes=tuple(str(c) for c in pipeline.classes_),
+        metadata=metadata,
+        profile=profile,
+        path=path,
+    )

