@@ -1,0 +1,15 @@
+{{/*
+Checks across values that the JSON schema cannot express. Rendered (for its failures only) by serving/configmap.yaml.
+*/}}
+{{- define "kube-sentiment.validate" -}}
+{{- $s := .Values.serving }}
+{{- if and $s.canary.enabled (eq (toString $s.canary.modelVersion) (toString $s.stable.modelVersion)) }}
+{{- fail (printf "serving.canary.modelVersion (%v) must differ from serving.stable.modelVersion: a canary of the stable model tests nothing" $s.canary.modelVersion) }}
+{{- end }}
+{{- if and $s.autoscaling.enabled (gt ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
+{{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and .Values.serving.kserve.logger.enabled (not .Values.shipper.enabled) }}
+{{- fail "serving.kserve.logger.enabled needs shipper.enabled: the logger sends to the sidecar" }}
+{{- end }}
+{{- end }}
