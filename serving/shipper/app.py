@@ -1,0 +1,235 @@
+"""The shipper's HTTP app, built by :func:`create_app` from settings (no module-level app).
+
+Routes:
+
+``POST /v1/events``  NDJSON prediction events (``serving.events``); 202 ``{"accepted", "quarantined"}`` once
+                     they are fsync'ed; 400 when every line was malformed (they are quarantined all the same);
+                     415 wrong content type; 413 body too large; 503 + ``Retry-After`` when the spool is full.
+``POST /``           KServe payload-logger CloudEvents in HTTP binary mode (``ce-*`` headers); request and
+                     response halves are joined by ``ce-id`` into prediction events. 202 / 400 / 503 as above.
+``GET /healthz``     200 while the flusher thread runs.
+``GET /readyz``      200 once the spool is recovered and the flusher runs. A full spool or a down sink does not
+                     make the pod unready (that would turn a logging outage into a serving outage); both are
+                     reported in the body and by the metrics, and the predictor gets 503s for its events.
+``GET /metrics``     Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from serving.shipper.flusher import Flusher
+from serving.shipper.metrics import ShipMetrics
+from serving.shipper.records import (
+    SOURCE_KSERVE,
+    SOURCE_PREDICTOR,
+    JoinDefaults,
+    Joiner,
+    MalformedInput,
+    make_half,
+    parse_ndjson,
+    quarantine_line,
+    read_segment_lines,
+)
+from serving.shipper.settings import ShipSettings
+from serving.shipper.sinks import Sink, build_sink
+from serving.shipper.spool import Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds ``max_body_bytes``."""
+
+
+@dataclass
+class Shipper:
+    """The parts of one running shipper, shared by the routes."""
+
+    settings: ShipSettings
+    spool: Spool
+    sink: Sink
+    joiner: Joiner
+    flusher: Flusher
+    metrics: ShipMetrics
+    ready: bool = False
+
+    def start(self) -> None:
+        """Recover the spool, rebuild waiting CloudEvent halves, start the flusher."""
+        segments = self.spool.recover()
+        halves, joined = [], set()
+        for segment in segments:
+            content = read_segment_lines(segment.path.read_bytes().splitlines())
+            halves.extend(content.halves)
+            joined.update(e["request_id"] for e in content.events if e.get("source") == SOURCE_KSERVE)
+        self.joiner.restore(halves, joined)
+        self.spool.carry_forward = self.joiner.pending_lines
+        if segments:
+            log.info("recovered %d spooled segment(s) (%d records) to ship", len(segments),
+                     self.spool.pending_records)
+        self.flusher.update_gauges()
+        self.flusher.start()
+        self.ready = True
+        log.info("shipper ready", extra={"sink": self.sink.describe(), "spool": str(self.spool.directory)})
+
+    def stop(self) -> None:
+        """Flush what is spooled, within the drain timeout."""
+        self.ready = False
+        done = self.flusher.stop(self.settings.drain_timeout_s)
+        self.spool.close()
+        log.info("shipper stopped; %s", "spool drained" if done else
+                 f"{self.spool.pending_records} record(s) stay spooled for the next start")
+
+
+def build_shipper(settings: ShipSettings, sink: Sink | None = None) -> Shipper:
+    """Wire spool, sink, joiner, flusher and metrics from settings (``sink`` overrides the configured one)."""
+    metrics = ShipMetrics()
+    spool = Spool(settings.spool_dir, settings.shipper_id, settings.segment_max_bytes,
+                  settings.segment_max_age_s, settings.spool_max_bytes)
+    joiner = Joiner(
+        JoinDefaults(settings.environment, settings.model_name, settings.model_version, settings.track,
+                     tuple(settings.classes)),
+        settings.join_ttl_s,
+        settings.max_pending_halves,
+    )
+    the_sink = sink if sink is not None else build_sink(settings)
+    flusher = Flusher(spool, the_sink, joiner, metrics, settings.poll_interval_s, settings.sink_backoff_max_s)
+    return Shipper(settings, spool, the_sink, joiner, flusher, metrics)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
+    """The shipper's ASGI app. Startup recovers the spool and starts the flusher; shutdown drains it."""
+    shipper = build_shipper(settings, sink)
+    metrics = shipper.metrics
+
+    def busy(reason: str) -> Response:
+        metrics.rejected.labels(reason).inc()
+        return JSONResponse(
+            {"error": "spool full: the sink is behind or down; retry later", "reason": reason},
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+
+    async def spool_lines(lines: list[bytes]) -> None:
+        seals = shipper.spool.seals
+        await anyio.to_thread.run_sync(shipper.spool.append, lines)
+        if shipper.spool.seals != seals:
+            shipper.flusher.wake()
+
+    async def events(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in NDJSON_TYPES:
+            metrics.rejected.labels("content_type").inc()
+            return JSONResponse({"error": f"content type {content_type!r} is not NDJSON; send "
+                                 "'application/x-ndjson', one event per line"}, status_code=415)
+        if shipper.spool.is_full():
+            return busy("spool_full")
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            metrics.rejected.labels("too_large").inc()
+            return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes; send smaller batches"},
+                                status_code=413)
+        good, bad, n = parse_ndjson(body, time.time())
+        try:
+            await spool_lines(good + bad)
+        except SpoolFull:
+            return busy("spool_full")
+        metrics.events_in.labels(SOURCE_PREDICTOR).inc(n)
+        metrics.quarantined.inc(len(bad))
+        result = {"accepted": n, "quarantined": len(bad)}
+        if n == 0 and bad:
+            return JSONResponse(result | {"error": "no line is a valid prediction event; all were quarantined"},
+                                status_code=400)
+        return JSONResponse(result, status_code=202)
+
+    async def cloudevent(request: Request) -> Response:
+        if shipper.spool.is_full():
+            return busy("spool_full")
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            metrics.rejected.labels("too_large").inc()
+            return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes"}, status_code=413)
+        now = time.time()
+        try:
+            half = make_half(request.headers, body, now)
+        except MalformedInput as e:
+            raw = orjson.dumps({"headers": dict(request.headers), "body": body.decode("utf-8", "replace")})
+            try:
+                await spool_lines([quarantine_line(str(e), raw, now)])
+            except SpoolFull:
+                return busy("spool_full")
+            metrics.quarantined.inc()
+            return JSONResponse({"error": str(e), "quarantined": 1}, status_code=400)
+        lines, evicted = shipper.joiner.offer(half)
+        try:
+            await spool_lines(lines + evicted)
+        except SpoolFull:
+            return busy("spool_full")
+        joined = sum(1 for line in lines if not line.startswith((b'{"_h"', b'{"_q"')))
+        quarantined = len(evicted) + sum(1 for line in lines if line.startswith(b'{"_q"'))
+        metrics.events_in.labels(SOURCE_KSERVE).inc(joined)
+        metrics.quarantined.inc(quarantined)
+        return JSONResponse({"accepted": joined, "quarantined": quarantined, "half": half["_h"]}, status_code=202)
+
+    async def healthz(_: Request) -> Response:
+        alive = shipper.flusher.alive
+        return JSONResponse({"status": "ok" if alive else "flusher stopped"}, status_code=200 if alive else 503)
+
+    async def readyz(_: Request) -> Response:
+        ok = shipper.ready and shipper.flusher.alive
+        body = {"ready": ok, "spool_bytes": shipper.spool.bytes_used, "spool_max_bytes": settings.spool_max_bytes,
+                "sink_healthy": shipper.flusher.sink_healthy}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def prometheus(_: Request) -> Response:
+        shipper.flusher.update_gauges()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(shipper.start)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(shipper.stop)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/events", events, methods=["POST"]),
+            Route("/", cloudevent, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.shipper = shipper
+    return app

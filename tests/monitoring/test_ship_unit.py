@@ -1,0 +1,152 @@
+"""Unit tests of the shipper: parsing and quarantine, partitioning, CloudEvent join, spool recovery, HTTP codes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from eventgen import events, ndjson
+from starlette.testclient import TestClient
+
+from serving.shipper.app import create_app
+from serving.shipper.records import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    JoinDefaults,
+    Joiner,
+    MalformedInput,
+    make_half,
+    parse_ndjson,
+    partition_of,
+    read_segment_lines,
+    safe_partition_value,
+    segment_objects,
+)
+from serving.shipper.settings import ShipSettings
+from serving.shipper.spool import Spool, SpoolFull
+
+DEFAULTS = JoinDefaults("test", "sentiment", "9", "canary", ("negative", "neutral", "positive"))
+
+
+def test_parse_ndjson_keeps_valid_events_and_quarantines_the_rest() -> None:
+    good = events(3)
+    body = ndjson(good) + b"{not json\n" + b'{"schema": "kube-sentiment.prediction/v1"}\n' + b"[1, 2]\n\n"
+    lines, bad, n = parse_ndjson(body, 123.0)
+    assert n == 3 and len(lines) == 3 and len(bad) == 3
+    first = orjson.loads(lines[0])
+    assert first["received_at"] == 123.0 and first["source"] == "predictor" and first["id"] == "req0:0"
+    reasons = [orjson.loads(b)["_q"] for b in bad]
+    assert reasons[0].startswith("invalid JSON")
+    assert "lacks field" in reasons[1]
+    assert "JSON object" in reasons[2]
+
+
+def test_partition_values_are_path_safe_and_time_is_utc() -> None:
+    assert safe_partition_value("v1/../x y") == "v1_.._x_y"
+    assert safe_partition_value("..") == "_"
+    event = {"environment": "prod", "model_version": "7", "ts": 0.0}
+    assert partition_of(event) == ("prod", "7", "1970-01-01", "00")
+
+
+def test_segment_objects_partition_dedupe_and_keep_names_stable() -> None:
+    batch = events(4, model_version="1", ts=3600.0 * 5) + events(2, start=10, model_version="2", ts=3600.0 * 30)
+    lines, bad, _ = parse_ndjson(ndjson(batch) + ndjson(batch[:2]) + b"garbage\n", 1.0)
+    content = read_segment_lines(lines + bad)
+    assert content.duplicates == 2 and len(content.events) == 6 and len(content.quarantined) == 1
+    objects = segment_objects("seg-1", content)
+    keys = [k for k, _, _ in objects]
+    assert keys == [
+        "environment=test/model_version=1/date=1970-01-01/hour=05/seg-1.parquet",
+        "environment=test/model_version=2/date=1970-01-02/hour=06/seg-1.parquet",
+        "quarantine/date=1970-01-01/seg-1.ndjson",
+    ]
+    table = pq.read_table(io.BytesIO(objects[0][1]))
+    assert table.num_rows == 4
+    assert table.column("probabilities")[0].as_py() == [("negative", 0.9), ("neutral", 0.05), ("positive", 0.05)]
+    assert keys == [k for k, _, _ in segment_objects("seg-1", read_segment_lines(lines + bad))]
+
+
+def _half(kind: str, ce_id: str, body: object, when: float = 10.0) -> dict:
+    headers = {"ce-id": ce_id, "ce-type": REQUEST_TYPE if kind == "request" else RESPONSE_TYPE,
+               "ce-source": "http://sentiment-predictor", "ce-inferenceservicename": "sentiment",
+               "ce-specversion": "1.0", "content-type": "application/json"}
+    return make_half(headers, orjson.dumps(body), when)
+
+
+def test_cloudevents_v1_join_request_with_response_in_either_order() -> None:
+    joiner = Joiner(DEFAULTS, ttl_s=60, max_pending=10)
+    lines, _ = joiner.offer(_half("response", "a", {"predictions": [
+        {"label": "positive", "probabilities": {"negative": 0.1, "neutral": 0.1, "positive": 0.8}},
+        [0.7, 0.2, 0.1]]}))
+    assert orjson.loads(lines[0])["_h"] == "response" and len(joiner) == 1
+    lines, _ = joiner.offer(_half("request", "a", {"instances": ["great flight", {"text": "lost my bag"}]}))
+    records = [orjson.loads(x) for x in lines]
+    assert [(r["id"], r["text"], r["label"]) for r in records] == [
+        ("a:0", "great flight", "positive"), ("a:1", "lost my bag", "negative")]
+    assert records[1]["confidence"] == 0.7 and records[0]["model_version"] == "9"
+    assert records[0]["source"] == "kserve-logger" and records[0]["track"] == "canary" and len(joiner) == 0
+
+
+def test_cloudevents_v2_join_reads_tensors_and_model_version() -> None:
+    joiner = Joiner(DEFAULTS, ttl_s=60, max_pending=10)
+    joiner.offer(_half("request", "b", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                                                     "data": ["ok", "bad"]}]}))
+    lines, _ = joiner.offer(_half("response", "b", {"model_version": "4", "outputs": [
+        {"name": "probabilities", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]}]}))
+    records = [orjson.loads(x) for x in lines]
+    assert [r["label"] for r in records] == ["positive", "negative"]
+    assert {r["model_version"] for r in records} == {"4"} and records[0]["protocol"] == "v2-rest"
+
+
+def test_cloudevents_that_cannot_join_are_quarantined_or_expire() -> None:
+    joiner = Joiner(DEFAULTS, ttl_s=5, max_pending=2)
+    joiner.offer(_half("request", "c", {"instances": ["one", "two"]}))
+    lines, _ = joiner.offer(_half("response", "c", {"predictions": ["positive"]}))
+    assert "1 predictions for 2 texts" in orjson.loads(lines[0])["_q"]
+    joiner.offer(_half("request", "d", {"instances": ["x"]}, when=0.0))
+    assert [orjson.loads(x)["_q"] for x in joiner.expire(now=100.0)] == ["unjoined CloudEvent request after 5s"]
+    _, evicted = joiner.offer(_half("request", "e", {"instances": ["x"]}))
+    _, evicted = joiner.offer(_half("request", "f", {"instances": ["x"]}))
+    _, evicted = joiner.offer(_half("request", "g", {"instances": ["x"]}))
+    assert len(evicted) == 1 and len(joiner) == 2
+    with pytest.raises(MalformedInput, match="neither"):
+        make_half({"ce-id": "h", "ce-type": "dev.knative.other"}, b"{}", 0.0)
+    with pytest.raises(MalformedInput, match="ce-id"):
+        make_half({"ce-type": REQUEST_TYPE}, b"{}", 0.0)
+
+
+def test_spool_recovery_cuts_a_torn_line_and_enforces_its_budget(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, "t", segment_max_bytes=1 << 20, segment_max_age_s=60, max_bytes=4096)
+    spool.append([b'{"a":1}', b'{"a":2}'])
+    open_file = next(tmp_path.glob("*.open"))
+    with open_file.open("ab") as fh:
+        fh.write(b'{"a":3, "torn')
+    spool.close()
+    again = Spool(tmp_path, "t", segment_max_bytes=1 << 20, segment_max_age_s=60, max_bytes=4096)
+    segments = again.recover()
+    assert len(segments) == 1 and segments[0].path.read_bytes() == b'{"a":1}\n{"a":2}\n'
+    assert again.pending_records == 2
+    with pytest.raises(SpoolFull):
+        again.append([b"x" * 5000])
+
+
+def test_http_status_codes(tmp_path: Path) -> None:
+    settings = ShipSettings(spool_dir=tmp_path / "spool", sink_dir=tmp_path / "sink", max_body_bytes=2048,
+                            spool_max_bytes=65536, segment_max_age_s=600)
+    with TestClient(create_app(settings)) as client:
+        ndj = {"content-type": "application/x-ndjson"}
+        assert client.post("/v1/events", content=b"{}", headers={"content-type": "text/csv"}).status_code == 415
+        assert client.post("/v1/events", content=b"x" * 4096, headers=ndj).status_code == 413
+        bad = client.post("/v1/events", content=b"nope\n", headers=ndj)
+        assert bad.status_code == 400 and bad.json()["quarantined"] == 1
+        ok = client.post("/v1/events", content=ndjson(events(2)), headers=ndj)
+        assert ok.status_code == 202 and ok.json() == {"accepted": 2, "quarantined": 0}
+        assert client.post("/", content=b"{}", headers={"ce-id": "z"}).status_code == 400
+        while (r := client.post("/v1/events", content=ndjson(events(3)), headers=ndj)).status_code == 202:
+            pass
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert client.get("/readyz").status_code == 200 and client.get("/healthz").status_code == 200
+        assert "ks_ship_requests_rejected_total{reason=\"spool_full\"}" in client.get("/metrics").text
