@@ -1,0 +1,193 @@
+"""Prediction events to the monitoring sidecar: bounded, batched, never in the way of a prediction.
+
+A request hands one compact record (its texts and probability matrix) to :meth:`EventEmitter.submit`, which only
+appends to a deque: no serialisation, no hashing, no I/O on the request path. A background task on the same event
+loop turns records into :func:`serving.events.make_event` objects, POSTs them as NDJSON in batches of at most
+``batch_size`` and at least every ``flush_interval_s``, and counts what was sent. When more than ``queue_size``
+events wait (sidecar slow or down), new ones are dropped and counted; a failed POST drops its batch and is counted.
+Nothing here raises into a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import orjson
+
+from serving.events import make_event
+from serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What is the same for every event of this predictor."""
+
+    model_name: str
+    model_version: str
+    track: str
+    environment: str
+    classes: tuple[str, ...]
+    log_text: bool
+
+
+@dataclass(frozen=True)
+class _Record:
+    request_id: str
+    ts: float
+    protocol: str
+    texts: list[str]
+    probs: np.ndarray
+    latency_ms: float
+
+
+class EventEmitter:
+    """Bounded in-memory queue plus a background sender of NDJSON batches."""
+
+    def __init__(
+        self,
+        url: str,
+        context: EventContext,
+        metrics: ServingMetrics,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.5,
+        timeout_s: float = 2.0,
+    ) -> None:
+        """Nothing starts here; the sender task starts with the first event inside the server's loop."""
+        self.url = url
+        self.context = context
+        self._metrics = metrics
+        self.queue_size = queue_size
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.timeout_s = timeout_s
+        self._records: deque[_Record] = deque()
+        self._queued = 0
+        self._offset = 0  # events of the head record already sent
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.sent = 0
+        self.dropped = 0
+        self._failing = False
+
+    @property
+    def queued(self) -> int:
+        """Events waiting in memory."""
+        return self._queued
+
+    def submit(
+        self, request_id: str, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float
+    ) -> None:
+        """Queue the events of one request, or drop and count them when the queue is full. Never raises."""
+        n = len(texts)
+        if self._queued + n > self.queue_size:
+            self.dropped += n
+            self._metrics.event("dropped_queue_full", n)
+            return
+        self._records.append(_Record(request_id, time.time(), protocol, texts, probs, latency_ms))
+        self._queued += n
+        if self._task is None:
+            self._start()
+        if self._queued >= self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = loop.create_task(self._run(), name="kube-sentiment-events")
+
+    def _take(self) -> list[bytes]:
+        """Serialise up to ``batch_size`` queued events into NDJSON lines."""
+        ctx = self.context
+        lines: list[bytes] = []
+        while self._records and len(lines) < self.batch_size:
+            rec = self._records[0]
+            end = min(len(rec.texts), self._offset + self.batch_size - len(lines))
+            for i in range(self._offset, end):
+                event = make_event(
+                    request_id=rec.request_id, index=i, ts=rec.ts, model_name=ctx.model_name,
+                    model_version=ctx.model_version, track=ctx.track, environment=ctx.environment,
+                    protocol=rec.protocol, text=rec.texts[i], log_text=ctx.log_text, classes=ctx.classes,
+                    probabilities=rec.probs[i].tolist(), latency_ms=rec.latency_ms,
+                )
+                lines.append(orjson.dumps(event))
+            if end == len(rec.texts):
+                self._records.popleft()
+                self._offset = 0
+            else:
+                self._offset = end
+        self._queued -= len(lines)
+        return lines
+
+    async def _send(self, lines: list[bytes]) -> None:
+        """POST one batch; count it as sent or dropped. Never raises."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+        body = b"\n".join(lines) + b"\n"
+        try:
+            response = await self._client.post(self.url, content=body, headers={"content-type": NDJSON})
+            ok = response.status_code < 300
+            problem = f"HTTP {response.status_code}"
+        except httpx.HTTPError as e:
+            ok, problem = False, f"{type(e).__name__}: {e}"
+        if ok:
+            self.sent += len(lines)
+            self._metrics.event("sent", len(lines))
+            if self._failing:
+                log.info("prediction events reach %s again", self.url)
+                self._failing = False
+            return
+        self.dropped += len(lines)
+        self._metrics.event("dropped_send_failed", len(lines))
+        if not self._failing:  # log the transition, not every failed batch
+            log.warning("dropping prediction events: sidecar %s failed (%s)", self.url, problem)
+            self._failing = True
+
+    async def _run(self) -> None:
+        """Send whatever is queued every flush interval, or sooner when a full batch is waiting."""
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+            self._wake.clear()
+            try:
+                while self._queued:
+                    lines = self._take()
+                    self._metrics.queued(self._queued)
+                    await self._send(lines)
+                    if self._failing:
+                        break  # back off until the next interval
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop the sender for good
+                log.exception("prediction event sender failed; continuing")
+
+    async def flush(self, deadline_s: float = 5.0) -> None:
+        """Send everything queued now (for shutdown and tests), bounded by ``deadline_s``."""
+        end = time.monotonic() + deadline_s
+        while self._queued and time.monotonic() < end:
+            await self._send(self._take())
+        self._metrics.queued(self._queued)
+
+    async def aclose(self) -> None:
+        """Stop the sender and close its HTTP client."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,139 @@
+"""Resolve the one model artefact the predictor serves: a registry URI through the real MLflow client, or a local
+directory laid out the way KServe's storage initializer leaves it (``/mnt/models``)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.artifacts import ModelBundle, load_model_dir
+from model.errors import ModelArtifactError
+from serving.errors import ModelLoadError
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))/?$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model directory and the identity it is served under."""
+
+    bundle: ModelBundle
+    version: str
+    source: str
+    registered_name: str | None
+
+
+class _RegistryUnavailable(ModelLoadError):
+    """The registry or artifact store did not deliver the model (yet); worth retrying until the deadline."""
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name/7`` -> ``(name, "7", None)``; ``models:/name@alias`` -> ``(name, None, alias)``."""
+    match = _URI.match(uri)
+    if match is None:
+        raise ModelLoadError(
+            f"model_uri {uri!r} is not models:/<name>/<version> or models:/<name>@<alias> "
+            "(for example models:/sentiment@production)"
+        )
+    return match["name"], match["version"], match["alias"]
+
+
+def find_model_dir(root: Path) -> Path:
+    """The one model directory at ``root``: ``root`` itself when it holds ``MLmodel``, else its only child that does."""
+    if not root.is_dir():
+        raise ModelLoadError(f"model directory {root} does not exist (set KS_SERVE_MODEL_DIR or KS_SERVE_MODEL_URI)")
+    if (root / "MLmodel").is_file():
+        return root
+    candidates = sorted(p.parent for p in root.glob("*/MLmodel"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        present = sorted(p.name for p in root.iterdir())[:20]
+        raise ModelLoadError(f"{root} holds no model: no MLmodel file in it or one level below (it has {present})")
+    raise ModelLoadError(f"{root} holds {len(candidates)} models {[str(c) for c in candidates]}; expected exactly one")
+
+
+def _local_version(bundle: ModelBundle) -> str:
+    meta = bundle.metadata
+    for key in ("registered_version", "model_version", "version"):
+        value = meta.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return "local"
+
+
+def load_local(root: Path, version_override: str | None) -> LoadedModel:
+    """Load the model directory at (or one level below) ``root``."""
+    path = find_model_dir(root)
+    try:
+        bundle = load_model_dir(path)
+    except ModelArtifactError as e:
+        raise ModelLoadError(str(e)) from e
+    name = bundle.metadata.get("registered_model")
+    return LoadedModel(bundle, version_override or _local_version(bundle), str(path), name if name else None)
+
+
+def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    assert settings.model_uri is not None
+    name, version, alias = parse_model_uri(settings.model_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        raise _RegistryUnavailable(
+            f"{settings.model_uri} not found in the registry at {settings.tracking_uri}: {e.message}"
+        ) from e
+    pinned = f"models:/{name}/{mv.version}"  # download the resolved version, not an alias that may move meanwhile
+    target = dest / f"{name}-v{mv.version}"
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=pinned, dst_path=str(target), tracking_uri=settings.tracking_uri
+        )
+    except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
+        raise _RegistryUnavailable(f"cannot download {pinned} (source {mv.source}): {e}") from e
+    loaded = load_local(Path(local), settings.model_version or str(mv.version))
+    log.info(
+        "resolved %s to version %s", settings.model_uri, mv.version,
+        extra={"model_uri": settings.model_uri, "model_version": mv.version, "source": mv.source},
+    )
+    return LoadedModel(loaded.bundle, loaded.version, pinned, name)
+
+
+def load_registry(settings: ServeSettings) -> LoadedModel:
+    """Resolve ``settings.model_uri`` with the MLflow client, download that version and load it.
+
+    Retries (with backoff) until ``settings.load_deadline_s`` while the tracking server is unreachable or the
+    version/alias does not exist yet; a directory that downloads but does not load fails at once.
+    """
+    dest = settings.download_dir or Path(tempfile.mkdtemp(prefix="ks-serve-"))
+    give_up = time.monotonic() + settings.load_deadline_s
+    delay = 0.2
+    while True:
+        try:
+            return _resolve_once(settings, dest)
+        except _RegistryUnavailable as e:
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                raise
+            log.warning("cannot load %s yet (%s); retrying", settings.model_uri, e)
+            time.sleep(min(delay, remaining))  # backoff between registry attempts, bounded by the deadline
+            delay = min(delay * 2, 5.0)
+
+
+def load(settings: ServeSettings) -> LoadedModel:
+    """Load exactly the one artefact the settings name."""
+    if settings.model_uri:
+        return load_registry(settings)
+    return load_local(settings.resolved_model_dir(), settings.model_version)

@@ -1,0 +1,342 @@
+"""The KServe model: V1 and V2 (REST and gRPC) inference over the trained TF-IDF + linear pipeline.
+
+One :class:`SentimentModel` per process. ``load()`` resolves the one artefact named by the settings, builds the
+inference path (:mod:`serving.fastpath`, exact against sklearn or not used), checks it on a warm-up batch and only
+then sets ``ready``. Requests go through :meth:`SentimentModel.__call__` (KServe's ``InferenceModel`` entry point):
+validate -> micro-batch (:mod:`serving.batching`) -> response, then metrics and a prediction event. The model never
+sees HTTP: it raises the typed errors of :mod:`serving.errors`, which KServe maps to status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.model import InferenceVerb
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import CollectorRegistry
+
+from serving.batching import MicroBatcher
+from serving.emitter import EventContext, EventEmitter
+from serving.errors import BadInput, ModelLoadError, NotReady, status_of
+from serving.fastpath import ProbaFn, build_proba_fn
+from serving.loader import LoadedModel
+from serving.loader import load as load_artefact
+from serving.metrics import ServingMetrics
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "text"
+LABEL_OUTPUT = "label"
+PROBA_OUTPUT = "probabilities"
+PLATFORM = "kube-sentiment/sklearn"
+WARMUP_TEXTS = (
+    "what a great day",
+    "this is terrible",
+    "the meeting is at noon",
+    "I LOVE it!!! :)",
+    "nothing to see here, nothing at all",
+    "x",
+)
+JSON_CONTENT_TYPES = frozenset(
+    # what V1 accepts as JSON: KServe's JSON types, any parameters, no type at all, and curl's default
+    ("application/json", "application/cloudevents+json", "application/ld+json", "",
+     "application/x-www-form-urlencoded")
+)
+_JSON_TYPE = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "a boolean", type(None): "null", bytes: "bytes"}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+class SentimentModel(Model):
+    """Sentiment classifier served over V1 REST, V2 REST and V2 gRPC by ``kserve.ModelServer``."""
+
+    def __init__(self, settings: ServeSettings, registry: CollectorRegistry | None = None) -> None:
+        """Nothing is loaded here; ``registry`` is the Prometheus registry (default: the one on ``/metrics``)."""
+        super().__init__(settings.model_name)
+        self.settings = settings
+        self._registry = registry
+        self._loading = False
+        self.load_error: str | None = None
+        self.loaded: LoadedModel | None = None
+        self.version = settings.model_version or "unloaded"
+        self.classes: tuple[str, ...] = ()
+        self.inference_path = "none"
+        self._proba: ProbaFn | None = None
+        self._metrics: ServingMetrics | None = None
+        self._batcher: MicroBatcher | None = None
+        self._emitter: EventEmitter | None = None
+        self._classes_arr = np.array([], dtype=object)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Load the configured artefact, warm up, set ``ready``. Raises :class:`ModelLoadError` naming what failed.
+
+        KServe also calls this on a request for a model that is not ready; while a background load runs that is
+        answered with :class:`NotReady` instead of a second load.
+        """
+        if self.ready:
+            return True
+        if self._loading:
+            raise NotReady(self.name, "the model is still loading")
+        self._loading = True
+        try:
+            self._load()
+        except ModelLoadError as e:
+            self.load_error = str(e)
+            raise
+        finally:
+            self._loading = False
+        return self.ready
+
+    def _load(self) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        loaded = load_artefact(s)
+        bundle = loaded.bundle
+        proba, reason = build_proba_fn(bundle.pipeline, allow_fast=s.fast_path)
+        warm = list(WARMUP_TEXTS)
+        try:
+            reference = np.asarray(bundle.pipeline.predict_proba(warm), dtype=np.float64)
+            got = proba.predict_proba(warm)
+        except Exception as e:  # a model that cannot predict must not become ready
+            raise ModelLoadError(f"warm-up prediction of {loaded.source} failed: {type(e).__name__}: {e}") from e
+        if got.shape != reference.shape or not np.allclose(got, reference, rtol=0.0, atol=1e-9):
+            reason = "fast path disagreed with sklearn on the warm-up texts"
+            log.error("%s; serving with sklearn's predict_proba", reason)
+            proba = build_proba_fn(bundle.pipeline, allow_fast=False)[0]
+        if reason:
+            log.info("inference path: sklearn (%s)", reason)
+        self.loaded = loaded
+        self.version = loaded.version
+        self.classes = bundle.classes
+        self._classes_arr = np.array(self.classes, dtype=object)
+        self.inference_path = proba.kind
+        self._proba = proba
+        metrics = ServingMetrics(self.name, self.version, s.track, self._registry)
+        metrics.set_info(s.environment, proba.kind, self.classes)
+        self._metrics = metrics
+        n_classes = len(self.classes)
+
+        def on_batch(probs: np.ndarray) -> None:
+            metrics.batch(len(probs), np.bincount(probs.argmax(axis=1), minlength=n_classes).tolist())
+
+        self._batcher = MicroBatcher(
+            proba.predict_proba, self.name, s.max_batch_texts, s.max_queued_texts, on_batch=on_batch
+        )
+        if s.events_url:
+            context = EventContext(self.name, self.version, s.track, s.environment, self.classes, s.log_text)
+            self._emitter = EventEmitter(
+                s.events_url, context, metrics, s.events_queue_size, s.events_batch_size,
+                s.events_flush_interval_s, s.events_timeout_s,
+            )
+        self.ready = True
+        log.info(
+            "model %s version %s ready (%s path, classes %s) in %.2fs",
+            self.name, self.version, proba.kind, list(self.classes), time.perf_counter() - started,
+            extra={"model_name": self.name, "model_version": self.version, "source": loaded.source},
+        )
+
+    def start(self) -> None:
+        """KServe's default marks the model ready here; readiness is ``load()``'s alone."""
+
+    def stop(self) -> None:
+        """Stop answering (readiness goes false); queued events are not flushed."""
+        self.ready = False
+
+    @property
+    def emitter(self) -> EventEmitter | None:
+        """The prediction event emitter (``None`` when events are off or the model is not loaded)."""
+        return self._emitter
+
+    # --- metadata --------------------------------------------------------------------------------------------
+
+    @property
+    def platform(self) -> str:
+        """V2 ``platform`` string; carries version and classes because gRPC metadata has no other place for them."""
+        return f"{PLATFORM};version={self.version};classes={','.join(self.classes)}"
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """V2 metadata of the one input: UTF-8 texts."""
+        return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """V2 metadata of the outputs: labels and class probabilities in class order."""
+        return [
+            {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": PROBA_OUTPUT, "datatype": "FP32", "shape": [-1, len(self.classes)]},
+        ]
+
+    # --- inference -------------------------------------------------------------------------------------------
+
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> tuple[Any, dict[str, str]]:
+        """Validate, classify (micro-batched), answer in the request's protocol, then record metrics and events."""
+        started = time.perf_counter()
+        is_v2 = isinstance(body, InferRequest)
+        protocol = ("v2-grpc" if body.from_grpc else "v2-rest") if is_v2 else "v1"
+        metrics = self._metrics
+        try:
+            if not self.ready or metrics is None or self._batcher is None:
+                raise NotReady(self.name, self.load_error or "the model is not loaded yet")
+            if verb is not InferenceVerb.PREDICT:
+                raise BadInput(f"{verb.name.lower()} is not supported by model {self.name!r}; use predict")
+            if protocol == "v1":
+                texts = self._v1_texts(body, headers)
+                request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            else:
+                texts = self._v2_texts(body)
+                request_id = body.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            probs = await self._batcher.submit(texts)
+        except (InvalidInput, ModelNotReady) as e:
+            if metrics is not None:
+                metrics.request(protocol, status_of(e))
+            raise
+        except Exception:
+            if metrics is not None:
+                metrics.request(protocol, "internal")
+            raise
+        labels = self._classes_arr[probs.argmax(axis=1)]
+        if protocol == "v1":
+            response: Any = self._v1_response(labels, probs)
+        else:
+            response = self._v2_response(body, request_id, labels, probs)
+        elapsed = time.perf_counter() - started
+        metrics.success(protocol, elapsed, len(texts))
+        if self._emitter is not None:
+            self._emitter.submit(request_id, protocol, texts, probs, elapsed * 1000.0)
+        return response, {}
+
+    def _check_texts(self, items: list[Any], where: str) -> list[str]:
+        """Every item a non-blank string within the length limit, and not too many; else :class:`BadInput`."""
+        n = len(items)
+        if n == 0:
+            raise BadInput(f"{where} is empty; send between 1 and {self.settings.max_texts} texts")
+        if n > self.settings.max_texts:
+            raise BadInput(f"{where} has {n} texts; at most {self.settings.max_texts} are accepted per request")
+        limit = self.settings.max_text_chars
+        for i, text in enumerate(items):
+            if type(text) is not str:
+                raise BadInput(f"{where}[{i}] is {_json_type(text)}; every item must be a string")
+            if len(text) > limit:
+                raise BadInput(f"{where}[{i}] has {len(text)} characters; at most {limit} are accepted")
+            if not text or text.isspace():
+                raise BadInput(f"{where}[{i}] is empty or only whitespace; every text needs some content")
+        return items
+
+    def _v1_texts(self, body: Any, headers: dict[str, str] | None) -> list[str]:
+        """The texts of a V1 body ``{"instances": [text, ...]}``."""
+        if isinstance(body, bytes | str):
+            # KServe decodes JSON only for an exact ``application/json``; ``application/json; charset=utf-8`` and
+            # curl's default form type arrive here as bytes.
+            content_type = (headers or {}).get("content-type", "").split(";")[0].strip().lower()
+            if content_type not in JSON_CONTENT_TYPES:
+                raise BadInput(
+                    f"content type {content_type!r} is not supported; send application/json "
+                    '{"instances": ["text", ...]}'
+                )
+            try:
+                body = orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                raise BadInput(f"the body is not valid JSON ({e}); send {{\"instances\": [\"text\", ...]}}") from e
+        if not isinstance(body, dict):
+            raise BadInput(f'the body is {_json_type(body)}; send a JSON object {{"instances": ["text", ...]}}')
+        if "instances" not in body:
+            raise BadInput(f'the body has no "instances" (keys: {sorted(body)[:10]}); send {{"instances": [...]}}')
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            raise BadInput(f'"instances" is {_json_type(instances)}; it must be an array of strings')
+        return self._check_texts(instances, "instances")
+
+    def _v2_texts(self, request: InferRequest) -> list[str]:
+        """The texts of the one BYTES input of shape ``[n]`` (or ``[n, 1]``) of a V2 request."""
+        inputs = request.inputs
+        if len(inputs) != 1:
+            named = [i for i in inputs if i.name == INPUT_NAME]
+            if len(named) != 1:
+                raise BadInput(
+                    f"expected one input (named {INPUT_NAME!r}); got {len(inputs)}: {[i.name for i in inputs]}"
+                )
+            inputs = named
+        tensor = inputs[0]
+        where = f"input {tensor.name!r}"
+        if tensor.datatype != "BYTES":
+            raise BadInput(f"{where} has datatype {tensor.datatype}; expected BYTES (UTF-8 texts)")
+        shape = list(tensor.shape)
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or any(
+            type(d) is not int or d < 0 for d in shape
+        ):
+            raise BadInput(f"{where} has shape {shape}; expected [n] (or [n, 1]) with n texts")
+        data = tensor.data
+        if not data and shape[0] > 0:  # gRPC raw_input_contents / REST binary extension
+            try:
+                data = tensor.as_numpy().reshape(-1).tolist()
+            except Exception as e:  # malformed raw tensor bytes
+                raise BadInput(f"{where} has malformed raw BYTES contents: {e}") from e
+        elif not isinstance(data, list):
+            raise BadInput(f"{where} data is {_json_type(data)}; expected an array of strings")
+        elif len(shape) == 2 and data and isinstance(data[0], list):
+            if not all(isinstance(row, list) and len(row) == 1 for row in data):
+                raise BadInput(f"{where} data does not match shape {shape}")
+            data = [row[0] for row in data]
+        if len(data) != shape[0]:
+            raise BadInput(f"{where} has shape {shape} but {len(data)} items; the first dimension must match")
+        texts: list[Any] = data
+        if any(type(t) is bytes for t in data):
+            texts = []
+            for i, item in enumerate(data):
+                if type(item) is bytes:
+                    try:
+                        item = item.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise BadInput(
+                            f"{where}[{i}] is not valid UTF-8 ({e.reason} at byte {e.start}); send UTF-8 texts"
+                        ) from e
+                texts.append(item)
+        return self._check_texts(texts, where)
+
+    def _v1_response(self, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+        """``{"predictions": [{"label", "probabilities": {class: p}}], "model_name", "model_version"}``."""
+        classes = self.classes
+        rows = probs.tolist()
+        return {
+            "predictions": [
+                {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
+                for label, row in zip(labels.tolist(), rows, strict=True)
+            ],
+            "model_name": self.name,
+            "model_version": self.version,
+        }
+
+    def _v2_response(
+        self, request: InferRequest, request_id: str, labels: np.ndarray, probs: np.ndarray
+    ) -> InferResponse:
+        """Outputs ``label`` (BYTES ``[n]``) and ``probabilities`` (FP32 ``[n, classes]``)."""
+        n = len(labels)
+        outputs = [
+            InferOutput(LABEL_OUTPUT, [n], "BYTES", data=labels),
+            InferOutput(PROBA_OUTPUT, [n, len(self.classes)], "FP32", data=probs.astype(np.float32)),
+        ]
+        return InferResponse(
+            response_id=request_id,
+            model_name=self.name,
+            model_version=self.version,
+            infer_outputs=outputs,
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
