@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -319,7 +320,9 @@ def test_canary_weight_and_versions_from_values(helm_bin: Path, weight: int) -> 
         spec = one(objs, "Deployment", f"-{track}")["spec"]["template"]["spec"]
         env = env_of(spec["containers"][0])
         assert env["KS_SERVE_MODEL_URI"] == f"models:/sentiment/{version}"
-        assert env["KS_SERVE_TRACK"] == track
+        assert env["KS_SERVE_TRACK"] == track and env["KS_SERVE_MODEL_VERSION"] == str(version)
+        shipper = next(c for c in spec["initContainers"] if c["name"] == "shipper")
+        assert env_of(shipper)["KS_SHIP_TRACK"] == track and env_of(shipper)["KS_SHIP_MODEL_VERSION"] == str(version)
         service = one(objs, "Service", f"-{track}")
         assert service["spec"]["selector"]["kube-sentiment/track"] == track
 
@@ -366,8 +369,7 @@ ALLOWED_ENV_DIFFS = [
     r"labels\.kube-sentiment/environment$",
     r"labels\.kube-sentiment/model-version$",
     r"(KS_SERVE|KS_SHIP|KS_DRIFT)_ENVIRONMENT",
-    r"env\[KS_SERVE_MODEL_URI\]\.value$",
-    r"data\.KS_DRIFT_REFERENCE_MODEL_URI$",
+    r"env\[(KS_SERVE_MODEL_URI|KS_SERVE_MODEL_VERSION|KS_SHIP_MODEL_VERSION)\]\.value$",
     r"annotations\.checksum/",
     r"annotations\.kubernetes\.io/change-cause$",
     r"^spec\.replicas$",
@@ -375,8 +377,9 @@ ALLOWED_ENV_DIFFS = [
     r"\.?predictor\.(scaleMetric|scaleTarget)$",
     r"resources\.(requests|limits)\.(cpu|memory)$",
     r"^spec\.hostnames\[0\]$",
-    r"data\.(KS_SHIP_SINK|KS_DRIFT_SOURCE|KS_DRIFT_OUTPUT)$",
-    r"(volumes|volumeMounts)\[sink\]",
+    r"data\.(KS_SHIP_SINK|KS_SHIP_SINK_DIR|KS_SHIP_S3_BUCKET|KS_SHIP_S3_PREFIX|KS_DRIFT_SOURCE|KS_DRIFT_OUTPUT_DIR)$",
+    r"data\.KS_DRIFT_LOG_TO_MLFLOW$",
+    r"(volumes|volumeMounts)\[(sink|reports)\]",
     r"env\[AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)\]",
     r"^spec\.egress\[2\]",
     r"^spec\.(schedule|jobTemplate\.spec\.template\.metadata\.annotations\.checksum/drift-config)$",
@@ -481,13 +484,26 @@ def test_drift_cronjob(helm_bin: Path) -> None:
     assert pod["restartPolicy"] == "Never" and pod["containers"][0]["args"] == ["drift"]
     config = one(objs, "ConfigMap", "-drift")["data"]
     assert config["KS_DRIFT_SOURCE"] == "s3://kube-sentiment-events/production"
-    assert config["KS_DRIFT_OUTPUT"] == "s3://kube-sentiment-events/production/drift-reports"
+    assert config["KS_DRIFT_OUTPUT_DIR"] == "/var/lib/kube-sentiment/drift-reports"
+    assert config["KS_DRIFT_LOG_TO_MLFLOW"] == "true"
     assert config["KS_DRIFT_WINDOW"] == "24h"
-    assert config["KS_DRIFT_REFERENCE_MODEL_URI"] == "models:/sentiment/1"
+    assert config["KS_DRIFT_REGISTERED_MODEL"] == "sentiment"
+    shipper = one(objs, "ConfigMap", "-shipper")["data"]
+    assert (shipper["KS_SHIP_SINK"], shipper["KS_SHIP_S3_BUCKET"], shipper["KS_SHIP_S3_PREFIX"]) == (
+        "s3",
+        "kube-sentiment-events",
+        "production",
+    )
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["reports"] == config["KS_DRIFT_OUTPUT_DIR"]
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in pod["containers"][0]["env"]}
     assert secret_env == {"AWS_ACCESS_KEY_ID": "kube-sentiment-s3", "AWS_SECRET_ACCESS_KEY": "kube-sentiment-s3"}
-    staging = one(render_app("staging", "deployment"), "CronJob")["spec"]
-    assert staging["schedule"] == "23 */6 * * *"
+    staging_objs = render_app("staging", "deployment")
+    assert one(staging_objs, "CronJob")["spec"]["schedule"] == "23 */6 * * *"
+    # PVC sink: the shipper writes where the drift job reads, and the reports land on the same volume.
+    ship, drift = one(staging_objs, "ConfigMap", "-shipper")["data"], one(staging_objs, "ConfigMap", "-drift")["data"]
+    assert ship["KS_SHIP_SINK"] == "local" and ship["KS_SHIP_SINK_DIR"] == drift["KS_DRIFT_SOURCE"]
+    assert drift["KS_DRIFT_OUTPUT_DIR"].startswith("/var/lib/kube-sentiment/sink/")
 
 
 def test_shipper_sidecar_shares_the_spool(helm_bin: Path) -> None:
@@ -649,3 +665,17 @@ def _undocumented_keys(values_file: Path) -> list[str]:
 @pytest.mark.parametrize("values_file", [APP / "values.yaml", MLFLOW / "values.yaml"], ids=lambda p: p.parent.name)
 def test_every_value_is_documented(values_file: Path) -> None:
     assert _undocumented_keys(values_file) == []
+
+
+def test_dashboard_queries_metrics_the_code_exports() -> None:
+    dashboard = json.loads((APP / "dashboards" / "kube-sentiment.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    source = "\n".join(p.read_text() for d in ("serving", "model") for p in (chartlib.REPO / d).rglob("*.py"))
+    names = {m for e in exprs for m in re.findall(r"\b((?:kube_sentiment|ks)_[a-z_]+)", e)}
+    assert names, exprs
+    for name in names:
+        base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+        assert f'"{base}' in source, f"dashboard metric {name} is exported nowhere in serving/ or model/"
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("request rate", "latency", "error", "class mix", "drift"):
+        assert topic in titles, topic

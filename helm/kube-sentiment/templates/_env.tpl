@@ -4,20 +4,22 @@ per-component ConfigMaps render the `*.config` maps; containers add the per-trac
 Keep the names in step with the Python settings classes (env prefixes KS_SERVE_, KS_SHIP_, KS_DRIFT_, KS_TRAIN_).
 */}}
 
-{{/* Sink location shared by the shipper (writes) and the drift job (reads). */}}
+{{/* Sink location shared by the shipper (writes) and the drift job (reads): a directory or s3://bucket/prefix. */}}
 {{- define "kube-sentiment.sinkLocation" -}}
 {{- if eq .Values.shipper.sink.type "s3" }}
-{{- .Values.shipper.sink.s3.uri }}
+{{- .Values.shipper.sink.s3.uri | trimSuffix "/" }}
 {{- else }}
-{{- printf "%s/events" .Values.shipper.sink.pvc.mountPath }}
+{{- printf "%s/predictions" .Values.shipper.sink.pvc.mountPath }}
 {{- end }}
 {{- end }}
 
-{{/* `kube-sentiment serve`: settings common to both tracks (ConfigMap data). */}}
+{{/* `kube-sentiment serve` (serving/settings.py, KS_SERVE_*): settings common to both tracks (ConfigMap data). */}}
 {{- define "kube-sentiment.env.serving.config" -}}
 MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
 KS_SERVE_ENVIRONMENT: {{ .Values.environment | quote }}
 KS_SERVE_MODEL_NAME: {{ .Values.serving.modelName | quote }}
+KS_SERVE_DOWNLOAD_DIR: "/tmp/models"
+KS_SERVE_JSON_LOGS: "true"
 {{- if .Values.shipper.enabled }}
 KS_SERVE_EVENTS_URL: {{ printf "http://127.0.0.1:%d/v1/events" (.Values.shipper.port | int) | quote }}
 {{- end }}
@@ -29,22 +31,42 @@ KS_SERVE_EVENTS_URL: {{ printf "http://127.0.0.1:%d/v1/events" (.Values.shipper.
   value: {{ .track | quote }}
 - name: KS_SERVE_MODEL_URI
   value: {{ include "kube-sentiment.modelUri" . | quote }}
+- name: KS_SERVE_MODEL_VERSION
+  value: {{ include "kube-sentiment.modelVersion" . | quote }}
 {{- end }}
 
-{{/* `kube-sentiment ship`: ConfigMap data. */}}
+{{/* `kube-sentiment ship` (serving/shipper/settings.py, KS_SHIP_*): ConfigMap data. */}}
 {{- define "kube-sentiment.env.shipper.config" -}}
+{{- $sink := .Values.shipper.sink }}
 KS_SHIP_PORT: {{ .Values.shipper.port | quote }}
 KS_SHIP_SPOOL_DIR: {{ .Values.shipper.spool.mountPath | quote }}
-KS_SHIP_SINK: {{ include "kube-sentiment.sinkLocation" . | quote }}
 KS_SHIP_ENVIRONMENT: {{ .Values.environment | quote }}
-{{- if eq .Values.shipper.sink.type "s3" }}
-{{- with .Values.shipper.sink.s3.endpointUrl }}
+KS_SHIP_MODEL_NAME: {{ .Values.serving.modelName | quote }}
+KS_SHIP_DRAIN_TIMEOUT_S: {{ .Values.shipper.drainTimeoutSeconds | quote }}
+KS_SHIP_JSON_LOGS: "true"
+{{- if eq $sink.type "s3" }}
+{{- $path := $sink.s3.uri | trimPrefix "s3://" | trimSuffix "/" }}
+KS_SHIP_SINK: "s3"
+KS_SHIP_S3_BUCKET: {{ regexReplaceAll "/.*$" $path "" | quote }}
+KS_SHIP_S3_PREFIX: {{ if contains "/" $path }}{{ regexReplaceAll "^[^/]*/" $path "" | quote }}{{ else }}""{{ end }}
+{{- with $sink.s3.endpointUrl }}
 KS_SHIP_S3_ENDPOINT_URL: {{ . | quote }}
 {{- end }}
-{{- with .Values.shipper.sink.s3.region }}
-AWS_DEFAULT_REGION: {{ . | quote }}
+{{- with $sink.s3.region }}
+KS_SHIP_S3_REGION: {{ . | quote }}
+{{- end }}
+{{- else }}
+KS_SHIP_SINK: "local"
+KS_SHIP_SINK_DIR: {{ include "kube-sentiment.sinkLocation" . | quote }}
 {{- end }}
 {{- end }}
+
+{{/* `kube-sentiment ship`: per-track settings, used for KServe logger records (EnvVar list). */}}
+{{- define "kube-sentiment.env.shipper.track" -}}
+- name: KS_SHIP_TRACK
+  value: {{ .track | quote }}
+- name: KS_SHIP_MODEL_VERSION
+  value: {{ include "kube-sentiment.modelVersion" . | quote }}
 {{- end }}
 
 {{/* S3 credentials from the referenced Secret (EnvVar list); empty for the PVC sink. */}}
@@ -63,15 +85,18 @@ AWS_DEFAULT_REGION: {{ . | quote }}
 {{- end }}
 {{- end }}
 
-{{/* `kube-sentiment drift`: ConfigMap data. The reference is the stable track's model version. */}}
+{{/* `kube-sentiment drift` (model/drift/settings.py, KS_DRIFT_*): ConfigMap data. References come from the
+MLflow registry (the model versions seen in the window). */}}
 {{- define "kube-sentiment.env.drift.config" -}}
 MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
+KS_DRIFT_REGISTERED_MODEL: {{ .Values.mlflow.registeredModel | quote }}
 KS_DRIFT_ENVIRONMENT: {{ .Values.environment | quote }}
-KS_DRIFT_MODEL_NAME: {{ .Values.serving.modelName | quote }}
 KS_DRIFT_SOURCE: {{ include "kube-sentiment.sinkLocation" . | quote }}
 KS_DRIFT_WINDOW: {{ .Values.drift.window | quote }}
-KS_DRIFT_REFERENCE_MODEL_URI: {{ include "kube-sentiment.modelUri" (dict "ctx" . "track" "stable") | quote }}
-KS_DRIFT_OUTPUT: {{ include "kube-sentiment.driftOutput" . | quote }}
+KS_DRIFT_MIN_SAMPLES: {{ .Values.drift.minSamples | quote }}
+KS_DRIFT_OUTPUT_DIR: {{ include "kube-sentiment.driftOutput" . | quote }}
+KS_DRIFT_LOG_TO_MLFLOW: {{ .Values.drift.logToMlflow | quote }}
+KS_DRIFT_JSON_LOGS: "true"
 {{- with .Values.drift.pushgatewayUrl }}
 KS_DRIFT_PUSHGATEWAY_URL: {{ . | quote }}
 {{- end }}
@@ -80,12 +105,12 @@ KS_DRIFT_PUSHGATEWAY_URL: {{ . | quote }}
 KS_DRIFT_S3_ENDPOINT_URL: {{ . | quote }}
 {{- end }}
 {{- with .Values.shipper.sink.s3.region }}
-AWS_DEFAULT_REGION: {{ . | quote }}
+KS_DRIFT_S3_REGION: {{ . | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* `kube-sentiment train`: ConfigMap data. */}}
+{{/* `kube-sentiment train` (model/settings.py, KS_TRAIN_*): ConfigMap data. */}}
 {{- define "kube-sentiment.env.train.config" -}}
 MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
 KS_TRAIN_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}

@@ -151,13 +151,14 @@ Name of the sink PersistentVolumeClaim.
 {{- end }}
 
 {{/*
-Drift report location: drift.output, or <sink>/drift-reports.
+Drift report directory: drift.output, or <sink mount>/drift-reports on the PVC sink, or a scratch emptyDir for
+the S3 sink (then set drift.logToMlflow so the reports land in the MLflow artefact store).
 */}}
 {{- define "kube-sentiment.driftOutput" -}}
 {{- if .Values.drift.output }}
 {{- .Values.drift.output }}
 {{- else if eq .Values.shipper.sink.type "s3" }}
-{{- printf "%s/drift-reports" (trimSuffix "/" .Values.shipper.sink.s3.uri) }}
+{{- "/var/lib/kube-sentiment/drift-reports" }}
 {{- else }}
 {{- printf "%s/drift-reports" .Values.shipper.sink.pvc.mountPath }}
 {{- end }}

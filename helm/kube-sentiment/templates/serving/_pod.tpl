@@ -29,7 +29,7 @@ serviceAccountName: {{ include "kube-sentiment.serviceAccountName" (dict "ctx" $
 terminationGracePeriodSeconds: {{ $v.serving.terminationGracePeriodSeconds }}
 {{- if and $v.shipper.enabled $v.shipper.nativeSidecar }}
 initContainers:
-  {{- include "kube-sentiment.shipper.container" $ctx | nindent 2 }}
+  {{- include "kube-sentiment.shipper.container" . | nindent 2 }}
 {{- end }}
 containers:
   {{- /* KServe requires the model server container of a custom predictor to be named kserve-container. */}}
@@ -76,7 +76,7 @@ containers:
     securityContext:
       {{- toYaml $v.containerSecurityContext | nindent 6 }}
   {{- if and $v.shipper.enabled (not $v.shipper.nativeSidecar) }}
-  {{- include "kube-sentiment.shipper.container" $ctx | nindent 2 }}
+  {{- include "kube-sentiment.shipper.container" . | nindent 2 }}
   {{- end }}
 volumes:
   {{- include "kube-sentiment.tmpVolume" $ctx | nindent 2 }}

@@ -1,8 +1,10 @@
 {{/*
-The monitoring sidecar container (`kube-sentiment ship`). With shipper.nativeSidecar it is rendered into
+The monitoring sidecar container (`kube-sentiment ship`). Call with (dict "ctx" $ "track" "stable"). With shipper.nativeSidecar it is rendered into
 initContainers with `restartPolicy: Always` (a native sidecar: up before the model server, down after it).
 */}}
 {{- define "kube-sentiment.shipper.container" -}}
+{{- $track := .track }}
+{{- with .ctx }}
 - name: shipper
   image: {{ include "kube-sentiment.shipperImage" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -21,16 +23,14 @@ initContainers with `restartPolicy: Always` (a native sidecar: up before the mod
   envFrom:
     - configMapRef:
         name: {{ include "kube-sentiment.fullname" . }}-shipper
-  {{- $env := include "kube-sentiment.env.s3Credentials" . }}
-  {{- if or $env .Values.shipper.extraEnv }}
   env:
-    {{- with $env }}
+    {{- include "kube-sentiment.env.shipper.track" (dict "ctx" . "track" $track) | nindent 4 }}
+    {{- with include "kube-sentiment.env.s3Credentials" . }}
     {{- . | nindent 4 }}
     {{- end }}
     {{- with .Values.shipper.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- end }}
   volumeMounts:
     - name: tmp
       mountPath: /tmp
@@ -48,4 +48,5 @@ initContainers with `restartPolicy: Always` (a native sidecar: up before the mod
     {{- toYaml .Values.shipper.resources | nindent 4 }}
   securityContext:
     {{- toYaml .Values.containerSecurityContext | nindent 4 }}
+{{- end }}
 {{- end }}
