@@ -50,14 +50,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def tools_dir() -> Path:
+    """Cache directory of scripts/build-tools.sh (KS_TOOLS_DIR, default ~/.cache/kube-sentiment/tools)."""
+    return Path(os.environ.get("KS_TOOLS_DIR") or Path.home() / ".cache" / "kube-sentiment" / "tools")
+
+
 def tools_bin() -> Path:
-    """Directory of the tools built by scripts/build-tools.sh."""
-    base = os.environ.get("KS_TOOLS_DIR") or str(Path.home() / ".cache" / "kube-sentiment" / "tools")
-    return Path(base) / "bin"
+    """Directory of the built tools: KS_TOOLS_BIN (exported by scripts/test.sh) or <tools dir>/bin."""
+    return Path(os.environ.get("KS_TOOLS_BIN") or tools_dir() / "bin")
 
 
 def tool(name: str) -> Path:
     """Path of a pinned tool (helm, kubeconform), or ToolMissing naming the command that builds it."""
+    reason = os.environ.get("KS_NO_TOOLS_REASON")
+    if reason:
+        raise ToolMissing(f"{reason}: {name} cannot be built; install Go >= 1.24 and re-run scripts/test.sh")
     path = tools_bin() / name
     if not (path.exists() and os.access(path, os.X_OK)):
         raise ToolMissing(

@@ -53,8 +53,7 @@ def schema_dir(kubeconform_bin: Path) -> Path:
     Generated once per machine into the tools cache (about 10 s), keyed by the Kubernetes version, this
     module's source and the CRD files.
     """
-    cache_root = Path(os.environ.get("KS_TOOLS_DIR") or Path.home() / ".cache" / "kube-sentiment" / "tools")
-    target = cache_root / "schemas" / _schema_cache_key()
+    target = chartlib.tools_dir() / "schemas" / _schema_cache_key()
     if (target / "v1" / "v1" / "pod.json").exists():
         return target
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
