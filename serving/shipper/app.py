@@ -193,7 +193,7 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
             await spool_lines(lines + evicted)
         except SpoolFull:
             return busy("spool_full")
-        joined = sum(1 for line in lines if not line.startswith((b'{"_h"', b'{"_q"')))
+        joined = sum(1 for line in lines if not line.startswith(b'{"_'))
         quarantined = len(evicted) + sum(1 for line in lines if line.startswith(b'{"_q"'))
         metrics.events_in.labels(SOURCE_KSERVE).inc(joined)
         metrics.quarantined.inc(quarantined)

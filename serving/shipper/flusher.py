@@ -7,7 +7,7 @@ import threading
 import time
 
 from serving.shipper.metrics import ShipMetrics
-from serving.shipper.records import Joiner, read_segment_lines, segment_objects
+from serving.shipper.records import Joiner, segment_objects_from_lines
 from serving.shipper.sinks import Sink, SinkError
 from serving.shipper.spool import Segment, Spool
 
@@ -34,14 +34,13 @@ class Flusher:
     def ship_segment(self, segment: Segment) -> int:
         """Write every object of ``segment`` to the sink, then delete it; return the events written."""
         lines = segment.path.read_bytes().splitlines()
-        content = read_segment_lines(lines)
-        objects = segment_objects(segment.id, content)
+        objects, duplicates = segment_objects_from_lines(segment.id, lines)
         for key, data, _ in objects:
             self.sink.put(key, data)
         self.spool.remove(segment, len(lines))
-        written = len(content.events)
+        written = sum(n for key, _, n in objects if key.endswith(".parquet"))
         self.metrics.events_written.inc(written)
-        self.metrics.duplicates.inc(content.duplicates)
+        self.metrics.duplicates.inc(duplicates)
         self.metrics.segments_shipped.inc()
         self.metrics.last_flush.set(time.time())
         return written

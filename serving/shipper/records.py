@@ -2,7 +2,9 @@
 
 A spool line is one JSON object. Three kinds:
 
-* a prediction event (``serving.events`` contract) plus ``received_at`` and ``source``;
+* a batch marker ``{"_t": received_at, "_s": source}`` written before the events of one request;
+* a prediction event (``serving.events`` contract) exactly as received (the flusher adds ``received_at`` and
+  ``source`` from the marker before it);
 * a quarantine record ``{"_q": reason, "raw": <text>, "received_at": ...}`` for input that broke the contract;
 * a CloudEvent half ``{"_h": "request"|"response", "ce": {ce-* headers}, "body": <text>, "received_at": ...}``,
   KServe's payload logger sends request and response separately; halves are journalled until joined.
@@ -23,8 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from serving.events import SCHEMA, validate_event
@@ -63,28 +67,40 @@ class MalformedInput(ValueError):
     """Input that cannot become a record; the message says why (it is stored with the quarantined input)."""
 
 
+RESERVED_KEYS = ("_t", "_s", "_q", "_h")
+
+
+def marker_line(received_at: float, source: str) -> bytes:
+    """The line that precedes the events of one request in the spool."""
+    return orjson.dumps({"_t": received_at, "_s": source})
+
+
 def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[bytes], int]:
     """Split an NDJSON body into spool lines: ``(event_lines, quarantine_lines, n_events)``.
 
-    Each valid event gets ``received_at`` and ``source``; each invalid line becomes a quarantine record.
+    Valid events are kept byte for byte behind one batch marker; each invalid line becomes a quarantine record.
     """
     good: list[bytes] = []
     bad: list[bytes] = []
     for raw in body.splitlines():
-        if not raw.strip():
+        raw = raw.strip()
+        if not raw:
             continue
         try:
             obj = validate_event(orjson.loads(raw))
+            if any(k in obj for k in RESERVED_KEYS):
+                raise ValueError(f"event uses a reserved key, one of {list(RESERVED_KEYS)}")
         except orjson.JSONDecodeError as e:
             bad.append(quarantine_line(f"invalid JSON: {e}", raw, received_at))
             continue
         except ValueError as e:
             bad.append(quarantine_line(str(e), raw, received_at))
             continue
-        obj["received_at"] = received_at  # type: ignore[typeddict-unknown-key]
-        obj["source"] = SOURCE_PREDICTOR  # type: ignore[typeddict-unknown-key]
-        good.append(orjson.dumps(obj))
-    return good, bad, len(good)
+        good.append(raw)
+    n = len(good)
+    if good:
+        good.insert(0, marker_line(received_at, SOURCE_PREDICTOR))
+    return good, bad, n
 
 
 def quarantine_line(reason: str, raw: bytes | str, received_at: float) -> bytes:
@@ -230,11 +246,9 @@ def join_halves(request: dict[str, Any], response: dict[str, Any], defaults: Joi
             "probabilities": probs,
             "confidence": float(probs.get(label, 0.0)) if probs else float("nan"),
             "latency_ms": latency,
-            "received_at": response["received_at"],
-            "source": SOURCE_KSERVE,
         }
         lines.append(orjson.dumps(event))
-    return lines
+    return [marker_line(response["received_at"], SOURCE_KSERVE), *lines]
 
 
 class Joiner:
@@ -348,18 +362,21 @@ def partition_path(partition: tuple[str, str, str, str]) -> str:
 
 
 def events_table(events: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """The Parquet table of ``events`` (columns of ``PARQUET_SCHEMA``)."""
-    columns: dict[str, list[Any]] = {name: [] for name in PARQUET_SCHEMA.names}
+    """The Parquet table of ``events`` (columns of ``PARQUET_SCHEMA``; other keys are left out)."""
+    return pa.Table.from_pylist(list(events), schema=PARQUET_SCHEMA)
+
+
+def split_convertible(events: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(events that fit PARQUET_SCHEMA, quarantine records for those that do not)``, e.g. a string ``ts``."""
+    good, bad = [], []
     for event in events:
-        for name, values in columns.items():
-            values.append(event.get(name))
-    arrays = []
-    for field in PARQUET_SCHEMA:
-        values = columns[field.name]
-        if field.name == "text_length":
-            values = [None if v is None else int(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA)
+        try:
+            pa.Table.from_pylist([event], schema=PARQUET_SCHEMA)
+            good.append(event)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+            bad.append({"_q": f"field types do not fit the log schema: {e}"[:500],
+                        "raw": orjson.dumps(event).decode(), "received_at": event.get("received_at")})
+    return good, bad
 
 
 def encode_parquet(table: pa.Table) -> bytes:
@@ -379,44 +396,181 @@ class SegmentContent:
     duplicates: int
 
 
+def _load_lines(lines: Sequence[bytes]) -> list[Any]:
+    """Decode spool lines in one call (one JSON array); line by line only if some line is unreadable."""
+    try:
+        return orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        out: list[Any] = []
+        for line in lines:
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                out.append({"_q": "unreadable spool line", "raw": line.decode("utf-8", "replace"),
+                            "received_at": time.time()})
+        return out
+
+
 def read_segment_lines(lines: Iterable[bytes]) -> SegmentContent:
     """Sort spool lines into events (de-duplicated by ``id``), quarantine records and CloudEvent halves."""
     events: dict[str, dict[str, Any]] = {}
     quarantined: list[dict[str, Any]] = []
     halves: list[dict[str, Any]] = []
     duplicates = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            quarantined.append({"_q": "unreadable spool line", "raw": line.decode("utf-8", "replace"),
-                                "received_at": time.time()})
-            continue
-        if "_q" in obj:
+    received_at, source = None, None
+    for obj in _load_lines([line for line in lines if line.strip()]):
+        if "_t" in obj:
+            received_at, source = obj["_t"], obj.get("_s")
+        elif "_q" in obj:
             quarantined.append(obj)
         elif "_h" in obj:
             halves.append(obj)
         elif obj["id"] in events:
             duplicates += 1
         else:
+            obj["received_at"] = received_at
+            obj["source"] = source
             events[obj["id"]] = obj
     return SegmentContent(list(events.values()), quarantined, halves, duplicates)
+
+
+def _fast_events_table(lines: Sequence[bytes]) -> tuple[pa.Table, list[bytes], list[bytes]] | None:
+    """Events of a segment parsed by Arrow's JSON reader: ``(table, quarantine_lines, half_lines)``, or ``None``
+    when the events do not parse cleanly into the log schema (the caller then takes the per-record path)."""
+    import pyarrow.json as pajson
+
+    event_lines: list[bytes] = []
+    received: list[float | None] = []
+    sources: list[str | None] = []
+    other_q: list[bytes] = []
+    other_h: list[bytes] = []
+    current_t: float | None = None
+    current_s: str | None = None
+    for line in lines:
+        if line.startswith(b'{"_t"'):
+            marker = orjson.loads(line)
+            current_t, current_s = marker["_t"], marker.get("_s")
+        elif line.startswith(b'{"_q"'):
+            other_q.append(line)
+        elif line.startswith(b'{"_h"'):
+            other_h.append(line)
+        elif line.strip():
+            event_lines.append(line)
+            received.append(current_t)
+            sources.append(current_s)
+    if not event_lines:
+        return pa.Table.from_pylist([], schema=PARQUET_SCHEMA), other_q, other_h
+    try:
+        raw = pajson.read_json(io.BytesIO(b"\n".join(event_lines)),
+                               read_options=pajson.ReadOptions(block_size=1 << 24))
+        probs = raw.column("probabilities").combine_chunks()
+        if not pa.types.is_struct(probs.type) or probs.null_count:
+            return None
+        names = [probs.type.field(i).name for i in range(probs.type.num_fields)]
+        matrix = np.column_stack([pc.fill_null(probs.field(i).cast(pa.float64()), np.nan).to_numpy()
+                                  for i in range(len(names))])
+        present = ~np.isnan(matrix)
+        offsets = np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32)
+        keys = np.tile(np.array(names, dtype=object), len(matrix))[present.ravel()]
+        prob_map = pa.MapArray.from_arrays(pa.array(offsets), pa.array(keys, pa.string()),
+                                           pa.array(matrix.ravel()[present.ravel()], pa.float64()))
+        columns = []
+        for field in PARQUET_SCHEMA:
+            if field.name == "probabilities":
+                columns.append(prob_map)
+            elif field.name == "received_at":
+                columns.append(pa.array(received, pa.float64()))
+            elif field.name == "source":
+                columns.append(pa.array(sources, pa.string()))
+            elif field.name in raw.column_names:
+                columns.append(raw.column(field.name).cast(field.type))
+            else:
+                columns.append(pa.nulls(len(event_lines), field.type))
+        table = pa.Table.from_arrays(columns, schema=PARQUET_SCHEMA)
+        for name in ("environment", "model_version"):
+            if name not in raw.column_names:
+                return None
+            table = table.append_column(name, raw.column(name).cast(pa.string()))
+        return table, other_q, other_h
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError, ValueError):
+        return None
+
+
+def _dedupe_table(table: pa.Table) -> tuple[pa.Table, int]:
+    if table.num_rows == 0 or pc.count_distinct(table.column("id")).as_py() == table.num_rows:
+        return table, 0
+    indexed = table.select(["id"]).append_column("_row", pa.array(np.arange(table.num_rows)))
+    rows = np.sort(indexed.group_by("id").aggregate([("_row", "min")]).column("_row_min").to_numpy())
+    return table.take(pa.array(rows)), table.num_rows - len(rows)
+
+
+def _partitions(table: pa.Table) -> dict[tuple[str, str, str, str], np.ndarray]:
+    hours = np.floor(pc.fill_null(table.column("ts"), time.time()).to_numpy() / 3600.0).astype(np.int64)
+    env = table.column("environment").combine_chunks().dictionary_encode()
+    ver = table.column("model_version").combine_chunks().dictionary_encode()
+    env_codes = pc.fill_null(env.indices, -1).to_numpy()
+    ver_codes = pc.fill_null(ver.indices, -1).to_numpy()
+    groups: dict[tuple[str, str, str, str], list[np.ndarray]] = {}
+    keys = np.stack([env_codes, ver_codes, hours], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+    for i, (e, v, h) in enumerate(unique):
+        partition = partition_of({"environment": env.dictionary[e].as_py() if e >= 0 else "unknown",
+                                  "model_version": ver.dictionary[v].as_py() if v >= 0 else "unknown",
+                                  "ts": float(h) * 3600.0})
+        groups.setdefault(partition, []).append(order[bounds[i] : bounds[i + 1]])
+    return {k: np.sort(np.concatenate(v)) for k, v in groups.items()}
+
+
+def segment_objects_from_lines(segment_id: str, lines: Sequence[bytes]) -> tuple[list[tuple[str, bytes, int]], int]:
+    """Sink objects of a segment straight from its spool lines (Arrow's JSON reader; the per-record path when
+    a record does not fit), and the number of repeated ids dropped."""
+    fast = _fast_events_table(lines)
+    if fast is None:
+        content = read_segment_lines(lines)
+        return segment_objects(segment_id, content), content.duplicates
+    table, q_lines, _ = fast
+    table, duplicates = _dedupe_table(table)
+    objects = []
+    if table.num_rows:
+        for partition, rows in sorted(_partitions(table).items()):
+            part = table.take(pa.array(rows)).select(PARQUET_SCHEMA.names)
+            objects.append((f"{partition_path(partition)}/{segment_id}.parquet", encode_parquet(part), len(rows)))
+    if q_lines:
+        quarantined = [orjson.loads(q) for q in q_lines]
+        objects.extend(segment_objects(segment_id, SegmentContent([], quarantined, [], 0)))
+    return objects, duplicates
 
 
 def segment_objects(segment_id: str, content: SegmentContent) -> list[tuple[str, bytes, int]]:
     """Sink objects ``(key, bytes, n_records)`` of one segment. Keys depend only on the segment id and content,
     so shipping a segment twice overwrites the same objects instead of duplicating records."""
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    hours: dict[tuple[Any, Any, int], tuple[str, str, str, str]] = {}
     for event in content.events:
-        groups.setdefault(partition_of(event), []).append(event)
+        ts = event.get("ts")
+        hour = int(ts // 3600) if isinstance(ts, int | float) else -1
+        key = (event.get("environment"), event.get("model_version"), hour)
+        partition = hours.get(key)
+        if partition is None:
+            partition = hours[key] = partition_of(event)
+        groups.setdefault(partition, []).append(event)
     objects = []
+    quarantined = list(content.quarantined)
     for partition, events in sorted(groups.items()):
         key = f"{partition_path(partition)}/{segment_id}.parquet"
-        objects.append((key, encode_parquet(events_table(events)), len(events)))
-    if content.quarantined:
-        day = datetime.fromtimestamp(float(content.quarantined[0].get("received_at") or 0), UTC).strftime("%Y-%m-%d")
-        body = b"".join(orjson.dumps(q) + b"\n" for q in content.quarantined)
-        objects.append((f"quarantine/date={day}/{segment_id}.ndjson", body, len(content.quarantined)))
+        try:
+            table = events_table(events)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            events, bad = split_convertible(events)
+            quarantined.extend(bad)
+            table = events_table(events)
+        if table.num_rows:
+            objects.append((key, encode_parquet(table), len(events)))
+    if quarantined:
+        day = datetime.fromtimestamp(float(quarantined[0].get("received_at") or 0), UTC).strftime("%Y-%m-%d")
+        body = b"".join(orjson.dumps(q) + b"\n" for q in quarantined)
+        objects.append((f"quarantine/date={day}/{segment_id}.ndjson", body, len(quarantined)))
     return objects

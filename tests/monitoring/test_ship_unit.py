@@ -35,8 +35,10 @@ def test_parse_ndjson_keeps_valid_events_and_quarantines_the_rest() -> None:
     good = events(3)
     body = ndjson(good) + b"{not json\n" + b'{"schema": "kube-sentiment.prediction/v1"}\n' + b"[1, 2]\n\n"
     lines, bad, n = parse_ndjson(body, 123.0)
-    assert n == 3 and len(lines) == 3 and len(bad) == 3
-    first = orjson.loads(lines[0])
+    assert n == 3 and len(lines) == 4 and len(bad) == 3
+    assert orjson.loads(lines[0]) == {"_t": 123.0, "_s": "predictor"}
+    assert lines[1] == ndjson(good[:1]).strip()  # stored byte for byte
+    first = read_segment_lines(lines).events[0]
     assert first["received_at"] == 123.0 and first["source"] == "predictor" and first["id"] == "req0:0"
     reasons = [orjson.loads(b)["_q"] for b in bad]
     assert reasons[0].startswith("invalid JSON")
@@ -83,7 +85,7 @@ def test_cloudevents_v1_join_request_with_response_in_either_order() -> None:
         [0.7, 0.2, 0.1]]}))
     assert orjson.loads(lines[0])["_h"] == "response" and len(joiner) == 1
     lines, _ = joiner.offer(_half("request", "a", {"instances": ["great flight", {"text": "lost my bag"}]}))
-    records = [orjson.loads(x) for x in lines]
+    records = read_segment_lines(lines).events
     assert [(r["id"], r["text"], r["label"]) for r in records] == [
         ("a:0", "great flight", "positive"), ("a:1", "lost my bag", "negative")]
     assert records[1]["confidence"] == 0.7 and records[0]["model_version"] == "9"
@@ -96,7 +98,7 @@ def test_cloudevents_v2_join_reads_tensors_and_model_version() -> None:
                                                      "data": ["ok", "bad"]}]}))
     lines, _ = joiner.offer(_half("response", "b", {"model_version": "4", "outputs": [
         {"name": "probabilities", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]}]}))
-    records = [orjson.loads(x) for x in lines]
+    records = read_segment_lines(lines).events
     assert [r["label"] for r in records] == ["positive", "negative"]
     assert {r["model_version"] for r in records} == {"4"} and records[0]["protocol"] == "v2-rest"
 
@@ -150,3 +152,20 @@ def test_http_status_codes(tmp_path: Path) -> None:
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
         assert client.get("/readyz").status_code == 200 and client.get("/healthz").status_code == 200
         assert "ks_ship_requests_rejected_total{reason=\"spool_full\"}" in client.get("/metrics").text
+
+
+def test_arrow_fast_path_matches_the_per_record_path_and_quarantines_misfits() -> None:
+    from serving.shipper.records import segment_objects_from_lines
+
+    lines, bad, _ = parse_ndjson(ndjson(events(30) + events(5)) + b"junk\n", 7.0)
+    fast, dups = segment_objects_from_lines("s", lines + bad)
+    slow = segment_objects("s", read_segment_lines(lines + bad))
+    assert dups == 5 and [k for k, _, _ in fast] == [k for k, _, _ in slow]
+    assert pq.read_table(io.BytesIO(fast[0][1])).equals(pq.read_table(io.BytesIO(slow[0][1])))
+    odd = dict(events(1, start=99)[0], ts="yesterday")
+    lines, _, n = parse_ndjson(ndjson([*events(3), odd]), 7.0)
+    assert n == 4  # the contract does not type-check ts; the writer must not choke on it
+    objects, _ = segment_objects_from_lines("t", lines)
+    parquet = [o for o in objects if o[0].endswith(".parquet")]
+    quarantine = [o for o in objects if o[0].startswith("quarantine/")]
+    assert sum(n for _, _, n in parquet) == 3 and quarantine and b"req99:0" in quarantine[0][1]
