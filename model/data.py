@@ -50,14 +50,23 @@ def builtin_corpus_path() -> Path:
     return path
 
 
+def _read_csv(path: Path, encoding: str, sep: str) -> pd.DataFrame:
+    """Read every column as text. Lines end at ``\n`` only: a stray ``\r`` inside a quoted tweet is text (CRLF
+    files still work, cells are stripped later); the python engine is the fallback for quoting C rejects."""
+    try:
+        return pd.read_csv(path, encoding=encoding, sep=sep, dtype=str, keep_default_na=False, lineterminator="\n")
+    except pd.errors.ParserError:
+        return pd.read_csv(path, encoding=encoding, sep=sep, dtype=str, keep_default_na=False, engine="python")
+
+
 def read_table(settings: DataSettings) -> pd.DataFrame:
     """Read the raw table named by the settings into two columns, ``text`` and ``label`` (strings)."""
     if settings.data_path is None:
         path, encoding = builtin_corpus_path(), "latin-1"
-        text_col, label_col = "text", "sentiment"
+        text_col, label_col, weight_col = "text", "sentiment", "confidence"
     else:
         path, encoding = settings.data_path, settings.encoding
-        text_col, label_col = settings.text_column, settings.label_column
+        text_col, label_col, weight_col = settings.text_column, settings.label_column, settings.weight_column
     if not path.is_file():
         raise DataError(f"dataset not found: {path}")
     suffix = path.suffix.lower()
@@ -65,21 +74,24 @@ def read_table(settings: DataSettings) -> pd.DataFrame:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, encoding=encoding, sep="\t" if suffix == ".tsv" else ",", dtype=str,
-                                keep_default_na=False)
+            frame = _read_csv(path, encoding, sep="\t" if suffix == ".tsv" else ",")
         else:
             raise DataError(f"unsupported dataset format {suffix!r} of {path}: use .csv, .tsv or .parquet")
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not valid {encoding}; set KS_TRAIN_ENCODING (for example latin-1)") from e
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise DataError(f"cannot read {path}: {e}") from e
-    missing = [c for c in (text_col, label_col) if c not in frame.columns]
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in (text_col, label_col, weight_col) if c is not None and c not in frame.columns]
     if missing:
         raise DataError(
             f"{path} has no column(s) {missing}; its columns are {list(frame.columns)}. "
-            "Set KS_TRAIN_TEXT_COLUMN / KS_TRAIN_LABEL_COLUMN."
+            "Set KS_TRAIN_TEXT_COLUMN / KS_TRAIN_LABEL_COLUMN / KS_TRAIN_WEIGHT_COLUMN."
         )
     out = pd.DataFrame({"text": frame[text_col], "label": frame[label_col]})
+    if weight_col is not None:
+        weight = pd.to_numeric(frame[weight_col], errors="coerce")
+        out["weight"] = weight.where(weight > 0).fillna(weight[weight > 0].median()).fillna(1.0)
     log.info("read %d rows from %s", len(out), path, extra={"rows": len(out), "path": str(path)})
     return out
 
@@ -110,10 +122,11 @@ def clean(frame: pd.DataFrame, labels: tuple[str, ...]) -> tuple[pd.DataFrame, d
     if unknown:
         raise DataError(f"unknown label(s) {unknown[:10]}; expected one of {list(labels)} (KS_TRAIN_LABELS)")
     data = pd.DataFrame({"text": text, "label": label})
+    data["weight"] = frame["weight"].to_numpy(dtype=float) if "weight" in frame else 1.0
     data = data[data["text"] != ""]
     stats["empty_dropped"] = stats["rows_read"] - len(data)
     data = data.assign(key=data["text"].map(dedup_key))
-    counts = data.groupby(["key", "label"]).size().rename("n").reset_index()
+    counts = data.groupby(["key", "label"]).agg(n=("text", "size"), weight=("weight", "mean")).reset_index()
     counts = counts.sort_values(["key", "n"], ascending=[True, False])
     top = counts.groupby("key").head(2)
     ambiguous = top.groupby("key")["n"].transform(lambda s: len(s) > 1 and s.iloc[0] == s.iloc[1])
@@ -123,7 +136,7 @@ def clean(frame: pd.DataFrame, labels: tuple[str, ...]) -> tuple[pd.DataFrame, d
     first_text = data.drop_duplicates("key").set_index("key")["text"]
     cleaned = pd.DataFrame(
         {"text": first_text.loc[winners["key"]].to_numpy(), "label": winners["label"].to_numpy(),
-         "key": winners["key"].to_numpy()}
+         "key": winners["key"].to_numpy(), "weight": winners["weight"].to_numpy()}
     )
     stats["duplicates_dropped"] = len(data) - len(cleaned) - len(ambiguous_keys)
     stats["conflicting_dropped"] = len(ambiguous_keys)

@@ -11,7 +11,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class TrainResult:
     model_dir: Path
     tracking_uri: str
     seconds: float
+    holdout_texts: list[str] = field(default_factory=list, repr=False)
 
     @property
     def exit_code(self) -> int:
@@ -166,6 +167,7 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         model_dir=model_dir,
         tracking_uri=tracking.tracking_uri,
         seconds=time.perf_counter() - started,
+        holdout_texts=holdout_texts,
     )
     (settings.output_dir / "last-run.json").write_text(json.dumps(result.summary(), indent=2))
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,12 @@ def build_classifier(settings: ModelSettings) -> LogisticRegression | SGDClassif
     """The classifier named by ``settings.classifier``; every choice exposes ``predict_proba``."""
     class_weight = None if settings.class_weight == "none" else settings.class_weight
     if settings.classifier == "logreg":
-        return LogisticRegression(C=settings.c, max_iter=settings.max_iter, class_weight=class_weight)
-    if settings.classifier == "sgd":
+        return LogisticRegression(C=settings.c, solver="liblinear", max_iter=max(settings.max_iter, 100),
+                                  class_weight=class_weight)
+    if settings.classifier == "logreg-sgd":
         return SGDClassifier(
             loss="log_loss", alpha=settings.alpha, class_weight=class_weight, max_iter=settings.max_iter,
-            random_state=0,
+            tol=None, random_state=0,
         )
     return MultinomialNB(alpha=max(settings.alpha, 1e-3))
 
@@ -59,10 +61,14 @@ def build_pipeline(settings: ModelSettings) -> Pipeline:
 
 
 def fit(settings: ModelSettings, train: pd.DataFrame) -> Pipeline:
-    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train``."""
+    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train`` (``weight``, when present, weighs rows)."""
     pipeline = build_pipeline(settings)
-    with stage("fit", rows=len(train), classifier=settings.classifier):
-        pipeline.fit(train["text"].tolist(), train["label"].to_numpy())
+    fit_params = {"clf__sample_weight": train["weight"].to_numpy()} if "weight" in train else {}
+    with stage("fit", rows=len(train), classifier=settings.classifier), warnings.catch_warnings():
+        # liblinear on >2 classes is one-vs-rest by design here; sklearn 1.7 warns that it will want an explicit
+        # OneVsRestClassifier in 1.8 (the lock pins 1.7.2).
+        warnings.filterwarnings("ignore", message=".*liblinear.*", category=FutureWarning)
+        pipeline.fit(train["text"].tolist(), train["label"].to_numpy(), **fit_params)
     return pipeline
 
 

@@ -74,7 +74,7 @@ def start_mlflow_server(root: Path) -> MlflowServer:
             pytest.fail(f"mlflow server exited with {process.returncode}: {(root / 'mlflow-server.log').read_text()}")
         return http_ok(f"{uri}/health")
 
-    wait_until(healthy, 120, f"mlflow server on {uri}")
+    wait_until(healthy, 300, f"mlflow server on {uri}")
     return MlflowServer(uri=uri, root=root, process=process)
 
 

@@ -1,0 +1,81 @@
+"""Training benchmark: our pipeline beside the seed project's MultinomialNB and a plain TF-IDF + LR, same run.
+
+    .venv/bin/python -m bench.train_bench [--repeat N]
+
+Prints one table (fit seconds, holdout macro-F1, accuracy) on the de-duplicated frozen holdout of the built-in
+corpus. Goal: our training under 60 s on 2 cores with macro-F1 >= 0.76. Not a test; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import Pipeline
+
+from model.data import split
+from model.settings import DataSettings, ModelSettings
+from model.train import fit
+
+
+def _baseline_nb() -> Pipeline:
+    """The seed project's model: bag of words + MultinomialNB."""
+    return Pipeline([("bow", CountVectorizer()), ("clf", MultinomialNB())])
+
+
+def _plain_lr() -> Pipeline:
+    """A plain TF-IDF (word unigrams) + LogisticRegression."""
+    return Pipeline([("tfidf", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=1000))])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run each contender ``--repeat`` times and print the best fit time and its scores."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="fits per contender (best time is reported)")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    data = split(DataSettings())
+    load_s = time.perf_counter() - started
+    texts, labels = data.holdout["text"].tolist(), data.holdout["label"].tolist()
+    settings = ModelSettings()
+
+    contenders: list[tuple[str, Callable[[], Pipeline]]] = [
+        (f"kube-sentiment ({settings.classifier}, word+char TF-IDF)", lambda: fit(settings, data.train)),
+        ("baseline: seed MultinomialNB (bag of words)",
+         lambda: _baseline_nb().fit(data.train["text"], data.train["label"])),
+        ("reference: plain TF-IDF + LogisticRegression",
+         lambda: _plain_lr().fit(data.train["text"], data.train["label"])),
+    ]
+    rows = []
+    for name, build in contenders:
+        best, model = float("inf"), None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            model = build()
+            best = min(best, time.perf_counter() - t0)
+        predicted = model.predict(texts)
+        rows.append((name, best, f1_score(labels, predicted, average="macro"), accuracy_score(labels, predicted)))
+
+    print(f"\nTraining benchmark — {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"corpus: {data.stats['rows_read']} rows read, {data.stats['rows_clean']} after cleaning/de-duplication, "
+          f"{len(data.train)} train / {len(texts)} holdout (loaded in {load_s:.1f}s)\n")
+    print(f"| {'model':<52} | {'fit s':>6} | {'macro-F1':>8} | {'accuracy':>8} |")
+    print(f"|{'-' * 54}|{'-' * 8}|{'-' * 10}|{'-' * 10}|")
+    for name, seconds, f1, acc in rows:
+        print(f"| {name:<52} | {seconds:6.1f} | {f1:8.4f} | {acc:8.4f} |")
+    ours, base = rows[0], rows[1]
+    print(f"\nmacro-F1 {ours[2]:.4f} vs baseline {base[2]:.4f} ({ours[2] - base[2]:+.4f}); "
+          f"training {ours[1]:.1f}s (goal < 60 s), macro-F1 goal >= 0.76")
+
+
+if __name__ == "__main__":
+    main()

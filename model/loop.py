@@ -1,0 +1,204 @@
+"""``kube-sentiment loop``: the whole loop on one machine, no cluster.
+
+A real ``mlflow server`` (sqlite, local artefacts, loopback) → train and gate → the registry's ``production``
+alias is moved to the promoted version (what a deployment does) → the shipper sidecar and the KServe predictor
+start as processes → held-out tweets are sent over V1 REST, V2 REST and V2 gRPC → everything shuts down
+gracefully (the shipper drains to its sink) → the drift job compares the logged window with the training
+reference. Prints where to look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.errors import KubeSentimentError
+
+log = logging.getLogger(__name__)
+BIN = Path(sys.executable).parent
+
+
+class LoopSettings(BaseSettings):
+    """Knobs of the local loop (env ``KS_LOOP_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_LOOP_", extra="ignore")
+
+    state_dir: Path = Path(".kube-sentiment/loop")
+    """Where the MLflow database, artefacts, spool, prediction logs and reports live."""
+    mlflow_port: int = Field(5000, ge=0, le=65535)
+    """Port of the local MLflow server (0: any free port)."""
+    traffic: int = Field(2000, ge=1)
+    """How many held-out tweets to send through the predictor."""
+    keep_running: bool = False
+    """Leave MLflow, the predictor and the shipper running until Ctrl-C instead of stopping at the end."""
+    deadline_s: float = Field(300.0, gt=0)
+    """How long each process may take to become ready."""
+
+
+class LoopError(KubeSentimentError):
+    """A process of the local loop did not start or answer."""
+
+
+def _free_port(preferred: int = 0) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(check: Callable[[], bool], deadline_s: float, what: str, process: subprocess.Popen[bytes],
+          logfile: Path) -> None:
+    give_up = time.monotonic() + deadline_s
+    while time.monotonic() < give_up:
+        if process.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-2000:]
+            raise LoopError(f"{what} exited with {process.returncode}; last log lines:\n{tail}")
+        if check():
+            return
+        time.sleep(0.2)  # readiness poll interval, bounded by the deadline
+    raise LoopError(f"{what} not ready after {deadline_s:.0f}s; see {logfile}")
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _start(name: str, argv: list[str], logs: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    logfile = logs / f"{name}.log"
+    log.info("starting %s (log: %s)", name, logfile)
+    return subprocess.Popen(argv, stdout=logfile.open("ab"), stderr=subprocess.STDOUT,
+                            env=os.environ | (env or {}), start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def send_traffic(http: str, grpc: str, texts: list[str], batch: int = 16) -> dict[str, int]:
+    """Send ``texts`` in batches, rotating V1 REST, V2 REST and V2 gRPC; return texts sent per protocol."""
+    import httpx
+    import numpy as np
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    counts = {"v1": 0, "v2-rest": 0, "v2-grpc": 0}
+    async with httpx.AsyncClient(base_url=http, timeout=30) as rest, InferenceGRPCClient(grpc) as grpc_client:
+        for i, start in enumerate(range(0, len(texts), batch)):
+            chunk = texts[start:start + batch]
+            protocol = ("v1", "v2-rest", "v2-grpc")[i % 3]
+            if protocol == "v1":
+                response = await rest.post("/v1/models/sentiment:predict", json={"instances": chunk})
+                response.raise_for_status()
+            elif protocol == "v2-rest":
+                body = {"inputs": [{"name": "text", "shape": [len(chunk)], "datatype": "BYTES", "data": chunk}]}
+                response = await rest.post("/v2/models/sentiment/infer", json=body)
+                response.raise_for_status()
+            else:
+                tensor = InferInput("text", [len(chunk)], "BYTES")
+                tensor.set_data_from_numpy(np.array(chunk, dtype=object))
+                await grpc_client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]))
+            counts[protocol] += len(chunk)
+    return counts
+
+
+def run_loop(settings: LoopSettings) -> dict[str, Any]:
+    """Run the loop; return the summary that ``main`` prints. Processes are stopped unless ``keep_running``."""
+    from mlflow.tracking import MlflowClient
+
+    from model.drift.main import run as run_drift
+    from model.drift.settings import DriftSettings
+    from model.run import train_and_gate
+    from model.settings import TrackingSettings, TrainSettings
+
+    state = settings.state_dir.resolve()
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        port = settings.mlflow_port or _free_port()
+        port = _free_port(port)
+        tracking = f"http://127.0.0.1:{port}"
+        mlflow = _start("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
+                                   f"sqlite:///{state / 'mlflow.db'}", "--artifacts-destination",
+                                   str(state / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                                   "--workers", "1"], logs, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        processes.append(mlflow)
+        _wait(lambda: _ok(f"{tracking}/health"), settings.deadline_s, "mlflow server", mlflow, logs / "mlflow.log")
+        log.info("MLflow UI: %s", tracking)
+
+        result = train_and_gate(TrainSettings(tracking=TrackingSettings(tracking_uri=tracking),
+                                              output_dir=state / "train"))
+        client = MlflowClient(tracking)
+        if result.decision.passed:
+            client.set_registered_model_alias(result.model_name, "production", result.model_version)
+            log.info("deployed: alias 'production' -> version %s", result.model_version)
+        served = client.get_model_version_by_alias(result.model_name, "production").version
+
+        ship_port, http_port, grpc_port = _free_port(), _free_port(), _free_port()
+        sink = state / "predictions"
+        shipper = _start("shipper", [str(BIN / "kube-sentiment"), "ship", "--host", "127.0.0.1",
+                                     "--port", str(ship_port), "--spool_dir", str(state / "spool"),
+                                     "--sink_dir", str(sink), "--model_version", str(served)], logs)
+        processes.append(shipper)
+        _wait(lambda: _ok(f"http://127.0.0.1:{ship_port}/readyz"), settings.deadline_s, "shipper", shipper,
+              logs / "shipper.log")
+        predictor = _start("predictor", [
+            str(BIN / "kube-sentiment"), "serve", "--model_uri", f"models:/{result.model_name}@production",
+            "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
+            "--events_url", f"http://127.0.0.1:{ship_port}/v1/events", "--log_text", "true",
+        ], logs, {"MLFLOW_TRACKING_URI": tracking})
+        processes.append(predictor)
+        http = f"http://127.0.0.1:{http_port}"
+        _wait(lambda: _ok(f"{http}/v2/health/ready"), settings.deadline_s, "predictor", predictor,
+              logs / "predictor.log")
+        texts = result.holdout_texts[: settings.traffic]
+        sent = asyncio.run(send_traffic(http, f"127.0.0.1:{grpc_port}", texts))
+        log.info("sent %d held-out tweets: %s", len(texts), sent)
+
+        if settings.keep_running:
+            print(f"predictor: {http} (gRPC 127.0.0.1:{grpc_port}), MLflow: {tracking}; Ctrl-C stops")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        _stop(predictor)
+        _stop(shipper)
+        outcome = run_drift(DriftSettings(source=str(sink), tracking_uri=tracking,
+                                          registered_model=result.model_name, output_dir=state / "drift"))
+        return {
+            "mlflow_ui": tracking,
+            "training": result.summary(),
+            "served_version": str(served),
+            "traffic": sent,
+            "prediction_logs": str(sink),
+            "drift_verdict": outcome.verdict,
+            "drift_report_html": str(outcome.html_path),
+            "drift_report_json": str(outcome.json_path),
+            "logs": str(logs),
+            "reopen_mlflow_ui": f"{BIN / 'mlflow'} server --backend-store-uri sqlite:///{state / 'mlflow.db'} "
+                                f"--artifacts-destination {state / 'mlflow-artifacts'} --port {port}",
+        }
+    finally:
+        for process in reversed(processes):
+            _stop(process)

@@ -1,0 +1,116 @@
+"""Training against a real ``mlflow server``: registration, the gate's three outcomes, failures that say why.
+
+A 1,800-row sample of the real corpus keeps each run to a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from model.data import read_table
+from model.run import EXIT_REFUSED, train_and_gate
+from model.settings import DataSettings, ModelSettings, TrackingSettings, TrainSettings
+from tests.conftest import MlflowServer, free_port
+
+pytestmark = pytest.mark.integration
+CLI = str(Path(sys.executable).parent / "kube-sentiment")
+
+
+@pytest.fixture(scope="module")
+def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    table = read_table(DataSettings())
+    sample = pd.concat(g.sample(600, random_state=3) for _, g in table.groupby("label"))
+    path = tmp_path_factory.mktemp("data") / "tweets.csv"
+    sample.to_csv(path, index=False)
+    return path
+
+
+def settings(server: MlflowServer, csv: Path, tmp: Path, name: str, **model: object) -> TrainSettings:
+    return TrainSettings(
+        data=DataSettings(data_path=csv),
+        model=ModelSettings(**model),
+        tracking=TrackingSettings(tracking_uri=server.uri, registered_model=name, margin=0.005, floor=0.4,
+                                  connect_deadline_s=10),
+        output_dir=tmp,
+    )
+
+
+def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, sample_csv: Path,
+                                                   tmp_path: Path) -> None:
+    client = MlflowClient(mlflow_server.uri)
+    name = "gate-flow"
+
+    first = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
+    assert first.decision.decision == "promoted" and first.production is None
+    assert "no production model yet" in first.decision.reason
+    assert client.get_model_version_by_alias(name, "candidate").version == first.model_version
+    run = client.get_run(first.run_id)
+    assert run.data.tags["holdout_fingerprint"] and run.data.tags["data_fingerprint"]
+    assert run.data.metrics["macro_f1"] == pytest.approx(first.candidate.macro_f1)
+    assert {"model.classifier", "model.c", "data.seed", "data.holdout_rows"} <= set(run.data.params)
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "model")}
+    assert {"model/MLmodel", "model/reference_profile.json", "model/kube_sentiment.json"} <= artifacts
+
+    client.set_registered_model_alias(name, "production", first.model_version)  # a deployment promotes it
+
+    worse = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name, alpha=0.5))
+    assert worse.decision.decision == "refused" and worse.exit_code == EXIT_REFUSED
+    assert worse.production is not None
+    assert worse.production.macro_f1 == pytest.approx(first.candidate.macro_f1)  # re-scored on the same holdout
+    assert client.get_model_version_by_alias(name, "candidate").version == first.model_version  # nothing moved
+    tags = client.get_model_version(name, worse.model_version).tags
+    assert tags["gate.decision"] == "refused"
+    assert tags["gate.production_version"] == first.model_version
+    assert float(tags["gate.candidate_macro_f1"]) < float(tags["gate.production_macro_f1"])
+
+    client.set_registered_model_alias(name, "production", worse.model_version)  # a bad model reached production
+    better = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
+    assert better.decision.decision == "promoted"
+    assert client.get_model_version_by_alias(name, "candidate").version == better.model_version
+    assert "gain +" in client.get_model_version(name, better.model_version).tags["gate.reason"]
+
+
+def test_force_records_actor_and_reason(mlflow_server: MlflowServer, sample_csv: Path, tmp_path: Path) -> None:
+    client = MlflowClient(mlflow_server.uri)
+    name = "gate-force"
+    good = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
+    client.set_registered_model_alias(name, "production", good.model_version)
+    forced_settings = settings(mlflow_server, sample_csv, tmp_path, name, alpha=0.5)
+    forced_settings.tracking.force, forced_settings.tracking.force_reason = True, "rollback drill"
+    forced_settings.tracking.actor = "oncall-bob"
+    forced = train_and_gate(forced_settings)
+    assert forced.decision.decision == "forced" and forced.exit_code == 0
+    tags = client.get_model_version(name, forced.model_version).tags
+    assert tags["gate.forced_by"] == "oncall-bob" and tags["gate.forced_reason"] == "rollback drill"
+    assert client.get_model_version_by_alias(name, "candidate").version == forced.model_version
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([CLI, "train", *args], capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"KS_TRAIN_JSON_LOGS": "true"} | (env or {}))
+
+
+def test_cli_exit_codes_for_unreachable_server_and_bad_data(mlflow_server: MlflowServer, sample_csv: Path,
+                                                             tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("--data-path", str(sample_csv), "--tracking-uri", dead, "--output-dir", str(tmp_path),
+                     env={"KS_TRAIN_CONNECT_DEADLINE_S": "2"})
+    assert result.returncode == 69, result.stderr
+    assert "unreachable" in result.stderr and "no alias moved" in result.stderr
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tweet,label\nhello,positive\n")
+    result = run_cli("--data-path", str(bad), "--tracking-uri", mlflow_server.uri)
+    assert result.returncode == 65, result.stderr
+    assert "no column(s) ['text']" in result.stderr
+
+    result = run_cli("--force", "--tracking-uri", dead)
+    assert result.returncode == 78 and "force_reason" in result.stderr
