@@ -194,9 +194,9 @@ build_etcd() {
   check_wrapper etcd go.etcd.io/etcd/server/v3 "${ETCD_VERSION}"
   # etcd 3.5's server module has local replace directives, so 'go install @version' is refused; the wrapper
   # module requires the published api/client/pkg/raft modules at the same version instead.
-  local ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}"
+  # The version is a constant of go.etcd.io/etcd/api/v3 (the module version); no git SHA is known here.
   run_step etcd "go build go.etcd.io/etcd/server/v3 (wrapper k8s/tools/etcd)" \
-    go -C "${wrapper}" build -ldflags "${ldflags}" -o "${out}/etcd" go.etcd.io/etcd/server/v3
+    go -C "${wrapper}" build -ldflags "-s -w" -o "${out}/etcd" go.etcd.io/etcd/server/v3
 }
 
 build_controlplane() {
@@ -292,6 +292,7 @@ main() {
         sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
+      --print-bin) ;; # accepted for clarity: the bin directory is always the last line on stdout
       --sync-modules)
         sync_modules
         exit 0

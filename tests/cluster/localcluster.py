@@ -29,6 +29,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -454,6 +455,53 @@ class LocalCluster:
     def diagnostics(self) -> str:
         """Log tails of every component, for a failing test's report."""
         return "\n".join(f"--- {c.name} ({c.log}) ---\n{c.log_tail()}" for c in self.components)
+
+
+@dataclass
+class Cluster:
+    """What a cluster test gets: the kubeconfig, the tools' bin dir, and helpers running kubectl and helm
+    (helm keeps its cache and config in the work directory, never in the user's home)."""
+
+    local: LocalCluster
+    bin_dir: Path
+    repo: Path
+    shared: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.local.kubeconfig is not None
+        return self.local.kubeconfig
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses: only this cluster's kubeconfig, helm state inside the work dir."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECONFIG", "HELM_"))}
+        workdir = self.local.workdir
+        env.update(
+            KUBECONFIG=str(self.kubeconfig),
+            HOME=str(workdir),
+            HELM_CACHE_HOME=str(workdir / "helm" / "cache"),
+            HELM_CONFIG_HOME=str(workdir / "helm" / "config"),
+            HELM_DATA_HOME=str(workdir / "helm" / "data"),
+        )
+        return env
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run a command against the cluster; with ``check`` a failure raises with stdout and stderr."""
+        result = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def kubectl(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """kubectl against this cluster (see ``run``)."""
+        return self.run("kubectl", *args, **kwargs)
+
+    def helm(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """The pinned helm from the tools cache against this cluster (see ``run``)."""
+        return self.run(str(self.bin_dir / "helm"), *args, **kwargs)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Cluster
+from localcluster import Cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
+from localcluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
