@@ -406,3 +406,24 @@ def test_failed_upgrade_rolls_back_and_keeps_serving(envs: Cluster, namespace: s
     live = get_json(cluster, deployment, "-n", namespace)["spec"]["template"]
     assert model_uri(live["spec"], "serve") == model_uri(good["spec"], "serve") == "models:/sentiment/4"
     assert "nodeSelector" not in live["spec"] or "pool" not in live["spec"]["nodeSelector"]
+
+
+# -- every chart-testing scenario is accepted by the API server -----------------------------------------------
+#: Kinds whose CRDs a scenario may use but the local cluster does not install (Prometheus Operator).
+NOT_INSTALLED_KINDS = {"PodMonitor", "ServiceMonitor"}
+SCENARIOS = sorted(
+    (path.parent.parent.name, path.name)
+    for path in (Path(__file__).resolve().parents[2] / "helm").glob("*/ci/*-values.yaml")
+)
+
+
+@pytest.mark.parametrize(("chart_name", "scenario"), SCENARIOS, ids=[f"{c}/{s}" for c, s in SCENARIOS])
+def test_ci_scenario_is_accepted_with_strict_validation(
+    cluster: Cluster, namespace: str, tmp_path: Path, chart_name: str, scenario: str
+) -> None:
+    values = chart(cluster, chart_name) / "ci" / scenario
+    rendered = cluster.helm("template", "scenario", str(chart(cluster, chart_name)), "-n", namespace, "-f", str(values))
+    docs = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    kept = [doc for doc in docs if doc["kind"] not in NOT_INSTALLED_KINDS]
+    assert kept, f"{scenario} renders nothing"
+    server_side_strict_dry_run(cluster, yaml.safe_dump_all(kept), namespace, tmp_path)
