@@ -94,12 +94,14 @@ def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
         raise _RegistryUnavailable(
             f"{settings.model_uri} not found in the registry at {settings.tracking_uri}: {e.message}"
         ) from e
-    pinned = f"models:/{name}/{mv.version}"  # download the resolved version, not an alias that may move meanwhile
+    pinned = f"models:/{name}/{mv.version}"  # the resolved version, not an alias that may move meanwhile
     target = dest / f"{name}-v{mv.version}"
     target.mkdir(parents=True, exist_ok=True)
     try:
+        # the registry's own download location for that version, fetched through the same tracking server
+        location = client.get_model_version_download_uri(name, mv.version)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=pinned, dst_path=str(target), tracking_uri=settings.tracking_uri
+            artifact_uri=location, dst_path=str(target), tracking_uri=settings.tracking_uri
         )
     except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
         raise _RegistryUnavailable(f"cannot download {pinned} (source {mv.source}): {e}") from e

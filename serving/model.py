@@ -47,7 +47,7 @@ WARMUP_TEXTS = (
 )
 JSON_CONTENT_TYPES = frozenset(
     # what V1 accepts as JSON: KServe's JSON types, any parameters, no type at all, and curl's default
-    ("application/json", "application/cloudevents+json", "application/ld+json", "",
+    ("application/json", "application/cloudevents+json", "application/ld+json", "application/octet-stream", "",
      "application/x-www-form-urlencoded")
 )
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",

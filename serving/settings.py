@@ -16,7 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServeSettings(BaseSettings):
     """What the predictor serves, under which name, how it guards its inputs, batches and emits events."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_SERVE_", extra="ignore", use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix="KS_SERVE_", extra="ignore", use_attribute_docstrings=True, populate_by_name=True
+    )
 
     model_uri: str | None = None
     """Registry URI of the model, ``models:/sentiment@production`` or ``models:/sentiment/7``. Exclusive with
@@ -84,6 +86,11 @@ class ServeSettings(BaseSettings):
             raise ValueError(
                 f"model_uri {self.model_uri!r} must look like models:/<name>/<version> or models:/<name>@<alias>; "
                 "use model_dir for a local directory"
+            )
+        if self.model_uri is not None and not self.tracking_uri:
+            raise ValueError(
+                f"model_uri {self.model_uri!r} needs the MLflow tracking server: set KS_SERVE_TRACKING_URI or "
+                "MLFLOW_TRACKING_URI (or --tracking_uri)"
             )
         return self
 

@@ -26,7 +26,7 @@ from model.settings import DataSettings, ModelSettings
 from model.train import build_pipeline
 from tests.conftest import free_port, stop, wait_until
 
-TRAIN_ROWS = 2400
+TRAIN_ROWS = 1200
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def corpus_split() -> Split:
 def fit_tiny(corpus: Split, rows: int = TRAIN_ROWS, **settings: object) -> Pipeline:
     """The project's pipeline fitted on the first ``rows`` training rows."""
     train = corpus.train.head(rows)
-    pipeline = build_pipeline(ModelSettings(**{"max_iter": 300, **settings}))
+    pipeline = build_pipeline(ModelSettings(**{"max_iter": 100, **settings}))
     pipeline.fit(train["text"].tolist(), train["label"].to_numpy())
     return pipeline
 

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from model.data import Split
+from model.settings import ModelSettings
+from model.train import build_pipeline
 from serving.fastpath import FastPath, SklearnPath, _analyzer_for, build_proba_fn
 from tests.serving.conftest import fit_tiny
 
@@ -56,20 +59,29 @@ def test_our_analyzers_produce_sklearns_ngrams(tiny_pipeline: Pipeline, corpus_s
 @pytest.mark.parametrize(
     "settings",
     [
-        {"classifier": "sgd"},
-        {"classifier": "nb"},
         {"word_ngram_max": 1, "char_ngram_min": 3, "char_ngram_max": 3},
         {"word_ngram_max": 3, "char_ngram_min": 1, "char_ngram_max": 6, "sublinear_tf": False},
         {"class_weight": "none", "min_df": 1, "max_features": 500},
     ],
-    ids=["sgd", "nb", "narrow-ngrams", "wide-ngrams-linear-tf", "capped-vocabulary"],
+    ids=["narrow-ngrams", "wide-ngrams-linear-tf", "capped-vocabulary"],
 )
 def test_other_training_settings_stay_exact(settings: dict, corpus_split: Split) -> None:
-    pipeline = fit_tiny(corpus_split, rows=900, **settings)
+    pipeline = fit_tiny(corpus_split, rows=500, **settings)
     assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:800] + EDGE_TEXTS)
 
 
-def _fit(pipeline: Pipeline, corpus: Split, rows: int = 900, labels: list[str] | None = None) -> Pipeline:
+@pytest.mark.parametrize(
+    "clf",
+    [lambda: SGDClassifier(loss="log_loss", random_state=0), lambda: MultinomialNB(alpha=0.1)],
+    ids=["sgd-log-loss", "multinomial-nb"],
+)
+def test_other_classifiers_stay_exact(clf, corpus_split: Split) -> None:  # type: ignore[no-untyped-def]
+    pipeline = build_pipeline(ModelSettings()).set_params(clf=clf())
+    pipeline = _fit(pipeline, corpus_split)
+    assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:800] + EDGE_TEXTS)
+
+
+def _fit(pipeline: Pipeline, corpus: Split, rows: int = 500, labels: list[str] | None = None) -> Pipeline:
     train = corpus.train.head(rows)
     if labels:
         train = train[train["label"].isin(labels)]
@@ -80,15 +92,15 @@ def _fit(pipeline: Pipeline, corpus: Split, rows: int = 900, labels: list[str] |
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: Pipeline([("features", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=300))]),
+        lambda: Pipeline([("features", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=100))]),
         lambda: Pipeline([("features", TfidfVectorizer(norm="l1", binary=True, analyzer="char", ngram_range=(1, 3))),
-                          ("clf", LogisticRegression(max_iter=300))]),
+                          ("clf", LogisticRegression(max_iter=100))]),
         lambda: Pipeline([("features", TfidfVectorizer(stop_words="english", strip_accents="unicode",
                                                        use_idf=False, norm=None)),
                           ("clf", SGDClassifier(loss="log_loss", random_state=0))]),
         lambda: Pipeline([("features", FeatureUnion([("w", TfidfVectorizer(lowercase=False,
                                                                            token_pattern=r"(?u)\b\w+\b"))])),
-                          ("clf", LogisticRegression(max_iter=300, solver="liblinear"))]),
+                          ("clf", LogisticRegression(max_iter=100, solver="liblinear"))]),
     ],
     ids=["single-vectorizer", "l1-binary-char", "stop-words-no-idf-no-norm", "case-kept-liblinear-ovr"],
 )
@@ -99,8 +111,8 @@ def test_other_pipeline_shapes_stay_exact(make, corpus_split: Split) -> None:  #
 
 def test_binary_classifier_stays_exact(corpus_split: Split) -> None:
     pipeline = _fit(
-        Pipeline([("features", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=300))]),
-        corpus_split, rows=1500, labels=["negative", "positive"],
+        Pipeline([("features", TfidfVectorizer()), ("clf", LogisticRegression(max_iter=100))]),
+        corpus_split, rows=800, labels=["negative", "positive"],
     )
     assert len(pipeline.classes_) == 2
     assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:500])
@@ -120,7 +132,7 @@ def test_binary_classifier_stays_exact(corpus_split: Split) -> None:
     ids=["float32", "unsupported-classifier", "callable-analyzer", "sgd-modified-huber"],
 )
 def test_unsupported_configurations_fall_back_to_sklearn(make, reason: str, corpus_split: Split) -> None:  # type: ignore[no-untyped-def]
-    pipeline = _fit(make(), corpus_split, rows=600)
+    pipeline = _fit(make(), corpus_split, rows=300)
     fast, why = FastPath.from_pipeline(pipeline)
     assert fast is None
     assert reason in why

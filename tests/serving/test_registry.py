@@ -1,0 +1,111 @@
+"""Loading from a real ``mlflow server``: by version and by alias, and readiness while the alias does not exist yet."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from kserve import InferenceGRPCClient, InferInput, InferRequest
+from mlflow.tracking import MlflowClient
+
+from serving.errors import ModelLoadError
+from serving.loader import load
+from serving.settings import ServeSettings
+from tests.conftest import MlflowServer, stop, wait_until
+from tests.serving.conftest import start_predictor
+
+pytestmark = pytest.mark.integration
+REGISTERED = "sentiment-serving-tests"
+
+
+def register(server: MlflowServer, model_dir: Path, name: str) -> str:
+    """Log ``model_dir`` as the ``model`` artefact of a new run and register it; returns the version."""
+    client = MlflowClient(server.uri, registry_uri=server.uri)
+    experiment = client.get_experiment_by_name("serving-tests")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("serving-tests")
+    run = client.create_run(experiment_id)
+    client.log_artifacts(run.info.run_id, str(model_dir), "model")
+    client.set_terminated(run.info.run_id)
+    try:
+        client.create_registered_model(name)
+    except Exception as e:  # already registered by an earlier test of the session
+        if "RESOURCE_ALREADY_EXISTS" not in str(e):
+            raise
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    wait_until(lambda: client.get_model_version(name, version.version).status == "READY", 30, "version READY")
+    return str(version.version)
+
+
+def test_load_by_version_and_by_alias(mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path) -> None:
+    name = REGISTERED + "-direct"
+    version = register(mlflow_server, tiny_model_dir, name)
+    client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
+    client.set_registered_model_alias(name, "staging", version)
+
+    by_version = load(ServeSettings(model_uri=f"models:/{name}/{version}", tracking_uri=mlflow_server.uri,
+                                    download_dir=tmp_path / "a"))
+    by_alias = load(ServeSettings(model_uri=f"models:/{name}@staging", tracking_uri=mlflow_server.uri,
+                                  download_dir=tmp_path / "b"))
+    for loaded in (by_version, by_alias):
+        assert loaded.version == version
+        assert loaded.source == f"models:/{name}/{version}"
+        assert loaded.bundle.classes == ("negative", "neutral", "positive")
+
+    with pytest.raises(ModelLoadError, match=rf"models:/{name}@nope not found in the registry"):
+        load(ServeSettings(model_uri=f"models:/{name}@nope", tracking_uri=mlflow_server.uri, load_deadline_s=0))
+
+
+def test_predictor_waits_unready_for_the_alias_then_serves_that_version(
+    mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    name = REGISTERED + "-alias"
+    version = register(mlflow_server, tiny_model_dir, name)
+    predictor = start_predictor(
+        tmp_path,
+        ["--model_uri", f"models:/{name}@production", "--load_in_background", "true",
+         "--download_dir", str(tmp_path / "dl")],
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "KS_SERVE_LOAD_DEADLINE_S": "120"},
+        wait_ready=False,
+    )
+    try:
+        # live, but neither the model nor the server is ready: 503 / UNAVAILABLE, never a 500
+        assert httpx.get(predictor.http + "/", timeout=5).json() == {"status": "alive"}
+        assert httpx.get(predictor.http + "/v2/models/sentiment/ready", timeout=5).status_code == 503
+        assert httpx.get(predictor.http + "/v2/health/ready", timeout=5).status_code == 503
+        r = httpx.post(predictor.http + "/v1/models/sentiment:predict", json={"instances": ["hi"]}, timeout=5)
+        assert r.status_code == 503 and "not ready" in r.json()["error"]
+        r = httpx.post(predictor.http + "/v2/models/sentiment/infer", timeout=5,
+                       json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hi"]}]})
+        assert r.status_code == 503
+
+        async def grpc_call() -> object:
+            client = InferenceGRPCClient(predictor.grpc, retries=0, timeout=10)
+            try:
+                tensor = InferInput("text", [1], "BYTES", [b"hi"])
+                return await client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]))
+            finally:
+                await client.close()
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            asyncio.run(grpc_call())
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri).set_registered_model_alias(
+            name, "production", version)
+
+        def ready() -> bool:
+            assert predictor.process.poll() is None, predictor.log_text()
+            return httpx.get(predictor.http + "/v2/models/sentiment/ready", timeout=5).status_code == 200
+
+        wait_until(ready, 90, "the predictor to load the aliased version")
+        assert httpx.get(predictor.http + "/v2/health/ready", timeout=5).status_code == 200
+        r = httpx.post(predictor.http + "/v1/models/sentiment:predict", json={"instances": ["hi"]}, timeout=5)
+        assert r.status_code == 200 and r.json()["model_version"] == version
+        assert httpx.get(predictor.http + "/v2/models/sentiment", timeout=5).json()["versions"] == [version]
+        response = asyncio.run(grpc_call())
+        assert response.model_version == version  # type: ignore[attr-defined]
+    finally:
+        stop(predictor.process)

@@ -1,0 +1,231 @@
+"""In-process tests of the predictor's parts: loading, settings, the model object, micro-batching, event emission."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kserve import InferInput, InferRequest
+from kserve.errors import InvalidInput, ModelNotReady
+from prometheus_client import CollectorRegistry
+from sklearn.pipeline import Pipeline
+
+from serving.__main__ import build_parser, main, settings_from_args
+from serving.batching import MicroBatcher
+from serving.emitter import EventContext, EventEmitter
+from serving.errors import ModelLoadError, NotReady, Overloaded
+from serving.events import validate_event
+from serving.loader import find_model_dir, load_local, parse_model_uri
+from serving.metrics import ServingMetrics
+from serving.model import SentimentModel
+from serving.settings import ServeSettings
+from tests.conftest import free_port
+from tests.serving.conftest import EventSink
+
+
+def make_model(model_dir: Path, **settings: object) -> SentimentModel:
+    model = SentimentModel(
+        ServeSettings(model_dir=model_dir, events_url="", **settings), registry=CollectorRegistry()
+    )
+    model.load()
+    return model
+
+
+# --- loading and settings ---------------------------------------------------------------------------------------
+
+
+def test_local_directory_and_one_level_below(tiny_model_dir: Path, tmp_path: Path) -> None:
+    assert find_model_dir(tiny_model_dir) == tiny_model_dir
+    parent = tmp_path / "mnt-models"
+    shutil.copytree(tiny_model_dir, parent / "model")
+    assert find_model_dir(parent) == parent / "model"
+    loaded = load_local(parent, None)
+    assert loaded.version == "3" and loaded.bundle.classes == ("negative", "neutral", "positive")
+    assert load_local(parent, "v-override").version == "v-override"
+    shutil.copytree(tiny_model_dir, parent / "other")
+    with pytest.raises(ModelLoadError, match="holds 2 models"):
+        find_model_dir(parent)
+
+
+def test_load_errors_name_what_is_missing(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=f"model directory {tmp_path / 'none'} does not exist"):
+        load_local(tmp_path / "none", None)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README").write_text("x")
+    with pytest.raises(ModelLoadError, match=r"holds no model: no MLmodel file .* \['README'\]"):
+        load_local(tmp_path / "empty", None)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.pkl").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match=r"model\.pkl cannot be unpickled"):
+        load_local(broken, None)
+    (broken / "model.pkl").unlink()
+    with pytest.raises(ModelLoadError, match=r"names 'model\.pkl' but .* does not exist"):
+        load_local(broken, None)
+
+
+def test_model_uri_forms() -> None:
+    assert parse_model_uri("models:/sentiment/7") == ("sentiment", "7", None)
+    assert parse_model_uri("models:/sentiment@production") == ("sentiment", None, "production")
+    with pytest.raises(ModelLoadError, match="is not models:/<name>/<version>"):
+        parse_model_uri("models:/sentiment")
+
+
+def test_settings_from_flags_env_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KS_SERVE_TRACK", "canary")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    args = build_parser().parse_args(["--model_dir", "/mnt/models", "--max_texts", "8", "--log_text", "true"])
+    s = settings_from_args(args)
+    assert (s.model_name, s.track, s.max_texts, s.log_text) == ("sentiment", "canary", 8, True)
+    assert s.tracking_uri == "http://mlflow:5000" and s.model_dir == Path("/mnt/models")
+    assert args.http_port == 8080 and args.grpc_port == 8081
+    assert settings_from_args(build_parser().parse_args(["--model_name", "other"])).model_name == "other"
+
+
+def test_conflicting_or_bad_settings_exit_with_config_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model_dir", "/x", "--model_uri", "models:/sentiment/1"]) == 78
+    assert "either model_uri" in capsys.readouterr().err
+    assert main(["--model_uri", "s3://bucket/model", "--tracking_uri", "http://127.0.0.1:1"]) == 78
+    assert "must look like models:/" in capsys.readouterr().err
+    assert main(["--model_dir", "/x", "--workers", "2"]) == 78
+
+
+# --- the model object ---------------------------------------------------------------------------------------------
+
+
+def test_not_loaded_model_answers_not_ready(tiny_model_dir: Path) -> None:
+    model = SentimentModel(ServeSettings(model_dir=tiny_model_dir, events_url=""), registry=CollectorRegistry())
+    assert not model.ready
+    with pytest.raises(ModelNotReady, match="not loaded yet"):
+        asyncio.run(model({"instances": ["hello"]}))
+    model._loading = True
+    with pytest.raises(NotReady, match="still loading"):
+        model.load()
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(tiny_model_dir: Path,
+                                                                 tiny_pipeline: Pipeline) -> None:
+    model = make_model(tiny_model_dir, max_batch_texts=8)
+    assert model.inference_path == "fast"
+    texts = [f"text {i} is {'good' if i % 2 else 'bad'}" for i in range(40)]
+
+    async def run() -> list:
+        v1 = [model({"instances": [t]}) for t in texts[:20]]
+        v2 = [model(InferRequest("sentiment", [InferInput("text", [1], "BYTES", [t.encode()])], request_id=str(i)))
+              for i, t in enumerate(texts[20:])]
+        big = model({"instances": texts})  # split over several batches of 8
+        return await asyncio.gather(*v1, *v2, big)
+
+    results = asyncio.run(run())
+    expected = tiny_pipeline.predict_proba(texts)
+    for i, (body, _) in enumerate(results[:20]):
+        probs = body["predictions"][0]["probabilities"]
+        assert np.abs(np.array([probs[c] for c in model.classes]) - expected[i]).max() <= 1e-9
+    for i, (response, _) in enumerate(results[20:40]):
+        out = {o.name: o for o in response.outputs}
+        assert np.abs(out["probabilities"].data.astype(float) - expected[20 + i]).max() <= 1e-6
+        assert response.id == str(i)
+    big = results[40][0]["predictions"]
+    assert len(big) == 40
+    got = np.array([[p["probabilities"][c] for c in model.classes] for p in big])
+    assert np.abs(got - expected).max() <= 1e-9
+
+
+def test_in_process_bad_input_is_invalid_input(tiny_model_dir: Path) -> None:
+    model = make_model(tiny_model_dir, max_texts=2, max_text_chars=10)
+    for body, message in [
+        ({"instances": ["a", "b", "c"]}, "3 texts; at most 2"),
+        ({"instances": ["x" * 11]}, "11 characters; at most 10"),
+        ({"instances": [None]}, "instances[0] is null"),
+        (b"\x00binary", "not valid JSON"),
+    ]:
+        with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
+            asyncio.run(model(body, headers={"content-type": "application/json; charset=utf-8"}
+                              if isinstance(body, bytes) else None))
+
+
+# --- micro-batching -------------------------------------------------------------------------------------------------
+
+
+def test_batcher_bounds_batches_and_queue() -> None:
+    sizes: list[int] = []
+
+    def compute(texts: list[str]) -> np.ndarray:
+        sizes.append(len(texts))
+        return np.array([[float(len(t))] for t in texts])
+
+    batcher = MicroBatcher(compute, "m", max_batch_texts=4, max_queued_texts=10)
+
+    async def run() -> list[np.ndarray]:
+        futures = [batcher.submit(["a" * i]) for i in range(1, 4)] + [batcher.submit(["bb"] * 6)]
+        with pytest.raises(Overloaded, match="9 texts are already waiting"):
+            batcher.submit(["x", "y"])
+        return await asyncio.gather(*futures)
+
+    results = asyncio.run(run())
+    assert [r[:, 0].tolist() for r in results] == [[1.0], [2.0], [3.0], [2.0] * 6]
+    assert sizes == [4, 4, 1]
+    assert batcher.queued_texts == 0
+
+
+def test_batcher_failure_reaches_every_waiting_request() -> None:
+    def compute(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    batcher = MicroBatcher(compute, "m")
+
+    async def run() -> list:
+        return await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(run())] == ["boom", "boom"]
+
+
+# --- prediction events ----------------------------------------------------------------------------------------------
+
+
+def emitter(url: str, **kwargs: object) -> tuple[EventEmitter, CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = ServingMetrics("sentiment", "9", "stable", registry)
+    context = EventContext("sentiment", "9", "stable", "test", ("neg", "pos"), log_text=True)
+    return EventEmitter(url, context, metrics, flush_interval_s=0.05, **kwargs), registry
+
+
+def test_events_are_sent_as_ndjson_in_batches(event_sink: EventSink) -> None:
+    em, registry = emitter(event_sink.url, batch_size=3)
+    probs = np.array([[0.2, 0.8], [0.9, 0.1]])
+
+    async def run() -> None:
+        for i in range(4):
+            em.submit(f"unit-{i}", "v1", ["good", "bad"], probs, 1.5)
+        await em.flush()
+        await em.aclose()
+
+    asyncio.run(run())
+    mine = [e for e in event_sink.snapshot() if e["request_id"].startswith("unit-")]
+    assert len(mine) == 8 and em.sent == 8 and em.dropped == 0
+    for event in mine:
+        validate_event(event)
+    first = next(e for e in mine if e["id"] == "unit-0:0")
+    assert first["text"] == "good" and first["label"] == "pos" and first["confidence"] == 0.8
+    assert registry.get_sample_value(
+        "kube_sentiment_events_total", {"model_name": "sentiment", "model_version": "9", "outcome": "sent"}) == 8
+
+
+def test_events_are_dropped_and_counted_when_the_queue_is_full_or_the_sidecar_is_down() -> None:
+    em, registry = emitter(f"http://127.0.0.1:{free_port()}/v1/events", queue_size=5, timeout_s=1.0)
+    probs = np.array([[0.5, 0.5]] * 3)
+
+    async def run() -> None:
+        em.submit("a", "v1", ["x"] * 3, probs, 1.0)
+        em.submit("b", "v1", ["x"] * 3, probs, 1.0)  # would exceed 5: dropped at once, never blocks
+        await em.flush()  # the sidecar is down: the batch is dropped, no exception
+        await em.aclose()
+
+    asyncio.run(run())
+    labels = {"model_name": "sentiment", "model_version": "9"}
+    assert registry.get_sample_value("kube_sentiment_events_total", labels | {"outcome": "dropped_queue_full"}) == 3
+    assert registry.get_sample_value("kube_sentiment_events_total", labels | {"outcome": "dropped_send_failed"}) == 3
+    assert em.queued == 0 and em.sent == 0 and em.dropped == 6
