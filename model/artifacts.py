@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline
 
 from model.errors import ModelArtifactError
@@ -49,7 +49,10 @@ def save_model_dir(
 ) -> Path:
     """Write ``pipeline`` as an MLflow sklearn model at ``path`` (must not exist) with our metadata and profile."""
     import mlflow.sklearn
+    import numpy as np
     import pandas as pd
+    import scipy
+    import sklearn
     from mlflow.models import infer_signature
 
     classes = [str(c) for c in pipeline.classes_]
@@ -63,6 +66,9 @@ def save_model_dir(
         input_example=frame,
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
         pyfunc_predict_fn="predict_proba",
+        # what unpickling the pipeline needs; stated, not inferred (inference is slow and environment-dependent)
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}",
+                          f"scipy=={scipy.__version__}"],
     )
     meta = {"format": FORMAT, "classes": classes, **metadata}
     (path / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))

@@ -74,8 +74,7 @@ def train(
             model=ModelSettings(**_given(classifier=classifier)),
             tracking=TrackingSettings(
                 **_given(tracking_uri=tracking_uri, registered_model=registered_model, margin=margin, floor=floor,
-                         force_reason=force_reason),
-                **({"force": True} if force else {}),
+                         force_reason=force_reason, force=force or None),
             ),
             **_given(output_dir=output_dir),
         )
@@ -135,8 +134,7 @@ def loop(
     from model.logs import configure_logging
     from model.loop import LoopSettings, run_loop
 
-    settings = LoopSettings(**_given(state_dir=state_dir, traffic=traffic),
-                            **({"keep_running": True} if keep_running else {}))
+    settings = LoopSettings(**_given(state_dir=state_dir, traffic=traffic, keep_running=keep_running or None))
     configure_logging()
     try:
         summary = run_loop(settings)

@@ -61,6 +61,7 @@ def _read_csv(path: Path, encoding: str, sep: str) -> pd.DataFrame:
 
 def read_table(settings: DataSettings) -> pd.DataFrame:
     """Read the raw table named by the settings into two columns, ``text`` and ``label`` (strings)."""
+    weight_col: str | None
     if settings.data_path is None:
         path, encoding = builtin_corpus_path(), "latin-1"
         text_col, label_col, weight_col = "text", "sentiment", "confidence"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def decide(
     ``force`` passes whatever the numbers say and records who forced it and why; the honest verdict stays in
     ``reason``.
     """
-    common = {
+    common: dict[str, Any] = {
         "candidate_macro_f1": round(candidate_macro_f1, 6),
         "production_macro_f1": None if production_macro_f1 is None else round(production_macro_f1, 6),
         "production_version": production_version,

@@ -161,8 +161,8 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         ship_port, http_port, grpc_port = _free_port(), _free_port(), _free_port()
         sink = state / "predictions"
         shipper = _start("shipper", [str(BIN / "kube-sentiment"), "ship", "--host", "127.0.0.1",
-                                     "--port", str(ship_port), "--spool_dir", str(state / "spool"),
-                                     "--sink_dir", str(sink), "--model_version", str(served)], logs)
+                                     "--port", str(ship_port), "--spool-dir", str(state / "spool"),
+                                     "--sink-dir", str(sink), "--environment", "local"], logs)
         processes.append(shipper)
         _wait(lambda: _ok(f"http://127.0.0.1:{ship_port}/readyz"), settings.deadline_s, "shipper", shipper,
               logs / "shipper.log")
