@@ -62,16 +62,20 @@ def write_json(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _figure_png(draw: Callable[[Any], None], width: float = 5.0, height: float = 2.8) -> str:
+def _figure_png(draws: list[tuple[str, Callable[[Any], None]]], width_per_plot: float = 3.6,
+                height: float = 2.9) -> str:
+    """One PNG with the given plots side by side, as a data URI (one render per group keeps it fast)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=90)
+    fig = Figure(figsize=(width_per_plot * len(draws), height), dpi=80)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    draw(ax)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.2, top=0.88, wspace=0.3)
+    for i, (title, draw) in enumerate(draws, start=1):
+        ax = fig.add_subplot(1, len(draws), i)
+        draw(ax)
+        ax.set_title(title, fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -79,9 +83,8 @@ def _figure_png(draw: Callable[[Any], None], width: float = 5.0, height: float =
 
 def _plots(group: GroupResult) -> list[tuple[str, str]]:
     p = group.plots
-    out: list[tuple[str, str]] = []
     if not p:
-        return out
+        return []
 
     def classes(ax: Any) -> None:
         x = np.arange(len(p["classes"]))
@@ -89,24 +92,23 @@ def _plots(group: GroupResult) -> list[tuple[str, str]]:
         ax.bar(x + 0.2, p["win_shares"], 0.4, label="window", color="#1e88e5")
         ax.set_xticks(x, p["classes"])
         ax.set_ylabel("share of predictions")
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, fontsize=8)
 
     def confidence(ax: Any) -> None:
         edges = np.asarray(p["conf_bins"])
         for counts, label, colour in ((p["ref_conf"], "reference", "#90a4ae"), (p["win_conf"], "window", "#1e88e5")):
             c = np.asarray(counts, float)
             ax.stairs(c / max(c.sum(), 1), edges, label=label, color=colour, linewidth=2)
-        ax.set_xlabel("confidence (probability of the predicted class)")
-        ax.legend(frameon=False)
+        ax.set_xlabel("probability of the predicted class")
+        ax.legend(frameon=False, fontsize=8)
 
     def lengths(ax: Any) -> None:
         for values, label, colour in ((p["ref_len"], "reference", "#90a4ae"), (p["win_len"], "window", "#1e88e5")):
             v = np.sort(np.asarray(values, float))
             if len(v):
                 ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label, color=colour, linewidth=2)
-        ax.set_xlabel("text length (characters)")
-        ax.set_ylabel("cumulative share")
-        ax.legend(frameon=False)
+        ax.set_xlabel("characters (cumulative share)")
+        ax.legend(frameon=False, fontsize=8)
 
     def oov(ax: Any) -> None:
         bins = np.linspace(0, 1, 21)
@@ -114,16 +116,14 @@ def _plots(group: GroupResult) -> list[tuple[str, str]]:
                                       (p.get("win_oov", []), "window", "#1e88e5")):
             v = np.asarray(values, float)
             if len(v):
-                ax.hist(v, bins=bins, weights=np.full(len(v), 1 / len(v)), histtype="step", linewidth=2,
-                        label=label, color=colour)
+                counts, _ = np.histogram(v, bins=bins)
+                ax.stairs(counts / len(v), bins, label=label, color=colour, linewidth=2)
         ax.set_xlabel("out-of-vocabulary rate per text")
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, fontsize=8)
 
-    out.append(("Predicted classes", _figure_png(classes)))
-    out.append(("Confidence", _figure_png(confidence)))
-    out.append(("Text length", _figure_png(lengths)))
-    out.append(("Vocabulary", _figure_png(oov)))
-    return out
+    draws = [("Predicted classes", classes), ("Confidence", confidence), ("Text length", lengths),
+             ("Vocabulary", oov)]
+    return [("Predicted classes, confidence, text length and vocabulary: reference vs window", _figure_png(draws))]
 
 
 def _fmt(value: Any) -> str:

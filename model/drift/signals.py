@@ -9,6 +9,7 @@ on noise. Too few records (or texts) give ``insufficient_data``.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -157,8 +158,9 @@ def domain_signal(texts: list[str], ref: Reference, t: Thresholds, folds: int, s
                   sample_size: int) -> tuple[Signal, dict[str, Any]]:
     """Domain classifier: can a linear model tell reference texts from window texts? Cross-validated AUC,
     the terms that separate them, and the window texts most unlike the reference."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import SGDClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import FeatureUnion
@@ -178,12 +180,15 @@ def domain_signal(texts: list[str], ref: Reference, t: Thresholds, folds: int, s
     char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), min_df=2, sublinear_tf=True, max_features=20000)
     features = FeatureUnion([("word", word), ("char", char)])
     x = features.fit_transform(corpus)
-    clf = LogisticRegression(C=1.0, solver="liblinear", class_weight="balanced")
+    clf = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=30, tol=1e-4, class_weight="balanced",
+                        random_state=seed)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
+    with warnings.catch_warnings():  # a few SGD epochs are enough to rank; convergence is not the point
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
+        clf.fit(x, y)
     auc = float(roc_auc_score(y, scores))
     p = stats.greater(scores[y == 1], scores[y == 0])
-    clf.fit(x, y)
     n_word = len(word.vocabulary_)
     coef = clf.coef_[0][:n_word]
     terms = np.array(word.get_feature_names_out())

@@ -190,7 +190,7 @@ class SmallModel:
 
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> SmallModel:
-    """Fit once per session (a few seconds): 6000 training rows, SGD, capped vocabularies."""
+    """Fit once per session (a few seconds): 6000 training rows, logistic loss by SGD, capped vocabularies."""
     from model.artifacts import save_model_dir
     from model.data import split
     from model.profile import build_profile
@@ -199,7 +199,7 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> SmallModel:
 
     data = split(DataSettings())
     train = data.train.iloc[:6000]
-    pipeline = fit(ModelSettings(classifier="sgd", max_features=20000, char_ngram_max=4), train)
+    pipeline = fit(ModelSettings(classifier="logreg-sgd", max_features=20000, char_ngram_max=4), train)
     holdout = data.holdout.sample(frac=1.0, random_state=1).reset_index(drop=True)
     half = len(holdout) // 2
     profiled = holdout.iloc[:half]

@@ -31,7 +31,7 @@ def test_held_out_texts_are_not_drift(tmp_path: Path, small_model: SmallModel) -
     report = json.loads(outcome.json_path.read_text())
     assert report["schema"] == "kube-sentiment.drift-report/v1" and report["records"] == len(small_model.fresh_texts)
     html = outcome.html_path.read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<script" not in html
+    assert html.count("data:image/png;base64,") == 1 and "<script" not in html
     assert (outcome.report_dir / "metrics.prom").read_text().count("ks_drift_signal_verdict{") == 7
 
 
