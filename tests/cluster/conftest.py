@@ -39,6 +39,12 @@ EXIT_NO_GO = 3
 _SESSION_CLUSTER = pytest.StashKey[Cluster]()
 
 
+def _versions() -> dict[str, str]:
+    """The pins of k8s/versions.env (KEY=value lines)."""
+    lines = (REPO / "k8s" / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
 def _skip_loudly(reason: str) -> None:
     message = f"CLUSTER TIER SKIPPED: {reason}"
     print(f"\n{'*' * 80}\n{message}\n{'*' * 80}", file=sys.stderr)
@@ -79,7 +85,9 @@ def cluster(shared_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluste
         try:
             local.start(timeout=180)
             crds = shared_dir / "crds"
-            install_crds(local, [crds / "kserve-v0.20.0", crds / "gateway-api-v1.5.1"], timeout=120)
+            pins = _versions()
+            crd_dirs = [crds / f"kserve-{pins['KSERVE_VERSION']}", crds / f"gateway-api-{pins['GATEWAY_API_VERSION']}"]
+            install_crds(local, crd_dirs, timeout=120)
             namespaces = REPO / "k8s" / "namespaces.yaml"
             if namespaces.exists():
                 local.kubectl("apply", "--server-side", "-f", str(namespaces))

@@ -543,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--workdir", type=Path, required=True)
     up.add_argument("--bin-dir", type=Path, required=True)
     up.add_argument("--crds", type=Path, action="append", default=[], help="CRD file or directory to install")
+    up.add_argument("--apply", type=Path, action="append", default=[], help="manifest to apply after the CRDs")
     up.add_argument("--timeout", type=float, default=120)
     down = sub.add_parser("down", help="stop the control plane started with 'up'")
     down.add_argument("--workdir", type=Path, required=True)
@@ -558,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.start(timeout=args.timeout)
         install_crds(cluster, args.crds, timeout=args.timeout)
+        for manifest in args.apply:
+            cluster.kubectl("apply", "--server-side", "-f", str(manifest), timeout=args.timeout)
     except ClusterError as error:
         print(f"cluster-up failed: {error}", file=sys.stderr)
         cluster.stop()
