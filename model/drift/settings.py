@@ -59,7 +59,7 @@ class Thresholds(BaseSettings):
 class DriftSettings(BaseSettings):
     """Everything ``kube-sentiment drift`` needs."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore", populate_by_name=True)
 
     source: str = ".kube-sentiment/predictions"
     """The shipper's sink: a local directory, or ``s3://bucket/prefix``."""

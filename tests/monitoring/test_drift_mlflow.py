@@ -1,0 +1,74 @@
+"""The drift job against a real MLflow tracking server: the reference comes from the registered version's run,
+and the results are logged back to that run and tagged on the version. Metrics are pushed over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from conftest import SmallModel
+from drifthelp import predicted_events, write_to_sink
+
+from model.drift.main import run
+from model.drift.settings import DriftSettings
+from model.registry import register
+
+pytestmark = pytest.mark.integration
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Accepts what a Pushgateway accepts (PUT/POST of the text format) and remembers it."""
+
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        type(self).received.append((self.command, self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_PUT
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+def test_reference_from_the_registry_results_logged_to_the_version_run(tmp_path: Path, small_model: SmallModel,
+                                                                       mlflow_server) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
+    experiment = client.create_experiment("drift-test")
+    run_id = client.create_run(experiment).info.run_id
+    client.log_artifacts(run_id, str(small_model.model_dir), "model")
+    client.set_terminated(run_id)
+    version = register(client, run_id, "sentiment-drift-test", tags={})
+
+    texts = small_model.fresh_texts[:1200]
+    write_to_sink(tmp_path / "sink", predicted_events(small_model.pipeline, texts, model_version=version.version),
+                  "seg")
+    gateway = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    try:
+        outcome = run(DriftSettings(
+            source=str(tmp_path / "sink"), tracking_uri=mlflow_server.uri, registered_model="sentiment-drift-test",
+            log_to_mlflow=True, output_dir=tmp_path / "out",
+            pushgateway_url=f"http://127.0.0.1:{gateway.server_address[1]}", environment="test"))
+    finally:
+        gateway.shutdown()
+    assert outcome.exit_code == 0, outcome.report["groups"]
+    group = outcome.report["groups"][0]
+    assert group["reference"]["run_id"] == run_id
+    assert group["reference"]["source"] == f"models:/sentiment-drift-test/{version.version}"
+    metrics = client.get_run(run_id).data.metrics
+    assert "drift.stable.class_shares_psi" in metrics and metrics["drift.stable.records"] == 1200
+    artifacts = [a.path for a in client.list_artifacts(run_id, f"drift/{outcome.report['run_id']}")]
+    assert any(a.endswith("report.html") for a in artifacts) and any(a.endswith("report.json") for a in artifacts)
+    tags = client.get_model_version("sentiment-drift-test", version.version).tags
+    assert tags["drift.stable.verdict"] == outcome.report["groups"][0]["verdict"]
+    method, path, body = _Recorder.received[-1]
+    assert method == "PUT" and path == "/metrics/job/kube-sentiment-drift/environment/test"
+    assert b"ks_drift_signal_value{" in body and b"ks_drift_exit_code 0.0" in body
