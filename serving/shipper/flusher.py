@@ -52,6 +52,13 @@ class Flusher:
                 return False
             try:
                 self.ship_segment(segment)
+            except (ValueError, KeyError, TypeError) as e:
+                # a segment the flusher cannot turn into objects must not block the ones behind it
+                kept = self.spool.set_aside(segment)
+                self.metrics.quarantined.inc()
+                log.error("segment %s cannot be shipped (%s: %s); kept as %s for inspection", segment.id,
+                          type(e).__name__, e, kept)
+                continue
             except SinkError as e:
                 self.metrics.sink_errors.inc()
                 self.sink_healthy = False

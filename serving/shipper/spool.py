@@ -214,6 +214,15 @@ class Spool:
             self._sealed_bytes = max(0, self._sealed_bytes - size)
             self._sealed_records = max(0, self._sealed_records - records)
 
+    def set_aside(self, segment: Segment) -> Path:
+        """Rename a segment that cannot be shipped to ``<id>.poison`` (kept, no longer shipped or counted)."""
+        size = segment.path.stat().st_size
+        target = segment.path.with_suffix(".poison")
+        segment.path.rename(target)
+        with self._lock:
+            self._sealed_bytes = max(0, self._sealed_bytes - size)
+        return target
+
     def close(self) -> None:
         """Close the open segment without sealing it (it is recovered at the next start)."""
         with self._sync_lock, self._lock:

@@ -169,3 +169,19 @@ def test_arrow_fast_path_matches_the_per_record_path_and_quarantines_misfits() -
     parquet = [o for o in objects if o[0].endswith(".parquet")]
     quarantine = [o for o in objects if o[0].startswith("quarantine/")]
     assert sum(n for _, _, n in parquet) == 3 and quarantine and b"req99:0" in quarantine[0][1]
+
+
+def test_a_segment_that_cannot_be_shipped_is_set_aside_not_blocking(tmp_path: Path) -> None:
+    from serving.shipper.app import build_shipper
+
+    settings = ShipSettings(spool_dir=tmp_path / "spool", sink_dir=tmp_path / "sink")
+    shipper = build_shipper(settings)
+    shipper.spool.recover()
+    shipper.spool.append([b'{"_t": 1.0, "_s": "predictor"}', b'{"no_id": true}'])  # bypasses validation
+    shipper.spool.seal()
+    lines, _, _ = parse_ndjson(ndjson(events(3)), 2.0)
+    shipper.spool.append(lines)
+    shipper.spool.seal()
+    assert shipper.flusher.ship_ready() is True
+    assert len(list((tmp_path / "spool").glob("*.poison"))) == 1 and not shipper.spool.ready_segments()
+    assert len(list((tmp_path / "sink").rglob("*.parquet"))) == 1
