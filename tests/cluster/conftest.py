@@ -37,6 +37,7 @@ BUILD_TOOLS = REPO / "scripts" / "build-tools.sh"
 #: build-tools.sh exit code for "Go missing or module proxy unreachable".
 EXIT_NO_GO = 3
 _SESSION_CLUSTER = pytest.StashKey[Cluster]()
+_TOOLS = pytest.StashKey[Path | str]()
 
 
 def _versions() -> dict[str, str]:
@@ -51,18 +52,36 @@ def _skip_loudly(reason: str) -> None:
     pytest.skip(message)
 
 
-def _tools_bin() -> Path:
-    """The bin dir of the pinned tools: from scripts/test.sh, or built (or reused) here."""
+def _build_tools() -> Path | str:
+    """The bin dir of the pinned tools (from scripts/test.sh, or built or reused here), or why there is none."""
     if reason := os.environ.get("KS_NO_TOOLS_REASON"):
-        _skip_loudly(reason)
+        return reason
     if preset := os.environ.get("KS_TOOLS_BIN"):
         return Path(preset)
+    print("\n[cluster] scripts/build-tools.sh (the first run on a machine builds for many minutes)", file=sys.stderr)
     result = subprocess.run(["bash", str(BUILD_TOOLS)], capture_output=True, text=True, check=False, timeout=3600)
     if result.returncode == EXIT_NO_GO:
-        _skip_loudly(result.stderr.strip())
+        return result.stderr.strip()
     if result.returncode != 0:
-        pytest.fail(f"scripts/build-tools.sh failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+        raise pytest.UsageError(f"scripts/build-tools.sh failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the tools once, before any test runs, when cluster tests are selected: a cold build takes longer
+    than the per-test timeout, so it must not happen inside a fixture."""
+    if any(item.get_closest_marker("cluster") for item in session.items):
+        session.stash[_TOOLS] = _build_tools()
+
+
+def _tools_bin(session: pytest.Session) -> Path:
+    tools = session.stash.get(_TOOLS, None)
+    if tools is None:
+        tools = session.stash[_TOOLS] = _build_tools()
+    if isinstance(tools, str):
+        _skip_loudly(tools)
+    assert isinstance(tools, Path)
+    return tools
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +95,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def cluster(shared_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A started local control plane with the shared CRDs Established; always torn down at session end."""
-    bin_dir = _tools_bin()
+    bin_dir = _tools_bin(request.session)
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is not on PATH; the cluster tier drives the API server with it")
     workdir = Path(tempfile.mkdtemp(prefix="ks-cluster-"))

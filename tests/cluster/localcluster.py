@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import datetime
 import ipaddress
 import json
@@ -42,6 +44,12 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STATE_FILE = "cluster.json"
 SERVICE_CIDR = "10.96.0.0/16"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def _die_with_parent() -> None:
+    """In the forked child: ask Linux for SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 class ClusterError(RuntimeError):
@@ -75,11 +83,17 @@ class Component:
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
-        """Start the process in its own session (so ``down`` can stop its whole group)."""
+    def start(self, env: dict[str, str], *, die_with_parent: bool) -> None:
+        """Start the process in its own session (so ``down`` can stop its whole group). With ``die_with_parent``
+        the kernel sends it SIGKILL when the starting process dies, so a killed test run leaks nothing."""
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
 
     def check_alive(self) -> None:
@@ -196,6 +210,8 @@ class LocalCluster:
     workdir: Path
     bin_dir: Path
     nodes: int = 2
+    #: Kill the components when this Python process dies (the pytest fixture); ``up`` leaves them running.
+    die_with_parent: bool = True
     components: list[Component] = field(default_factory=list)
     kubeconfig: Path | None = None
     server: str = ""
@@ -214,7 +230,7 @@ class LocalCluster:
 
     def _launch(self, name: str, argv: list[str]) -> Component:
         component = Component(name=name, argv=argv, log=self.workdir / "logs" / f"{name}.log")
-        component.start(self._env())
+        component.start(self._env(), die_with_parent=self.die_with_parent)
         self.components.append(component)
         self._save_state()
         return component
@@ -555,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster-up: {args.workdir} already holds a cluster; run cluster-down first", file=sys.stderr)
         return 1
     args.workdir.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster(workdir=args.workdir.resolve(), bin_dir=args.bin_dir.resolve())
+    cluster = LocalCluster(workdir=args.workdir.resolve(), bin_dir=args.bin_dir.resolve(), die_with_parent=False)
     try:
         cluster.start(timeout=args.timeout)
         install_crds(cluster, args.crds, timeout=args.timeout)
