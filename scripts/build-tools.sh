@@ -70,7 +70,7 @@ check_proxy_or_exit() {
     rm -rf "${probe_dir}"
     loud_no_go \
       "The Go module proxy ($(go env GOPROXY)) is unreachable and the module cache lacks what is needed." \
-      "Give this machine access to the proxy (or set GOPROXY/GOFLAGS=-mod=mod to a reachable mirror) and re-run." \
+      "Give this machine access to the proxy (or point GOPROXY at a reachable mirror) and re-run." \
       "The cluster test tier (pytest -m cluster) is SKIPPED until then."
   fi
   rm -rf "${probe_dir}"

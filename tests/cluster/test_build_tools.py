@@ -63,3 +63,15 @@ def test_unknown_tool_is_a_usage_error(tmp_path: Path) -> None:
     result = _run(tmp_path, "kubectx")
     assert result.returncode == 2
     assert "unknown tool 'kubectx'" in result.stderr
+
+
+def test_unreachable_module_proxy_exits_3(tmp_path: Path) -> None:
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    env = {**os.environ, "KS_TOOLS_DIR": str(tmp_path / "tools"), "GOPROXY": "off", "GOMODCACHE": str(tmp_path / "mod")}
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "kubeconform"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    assert "module proxy" in result.stderr and "SKIPPED" in result.stderr
+    assert not (tmp_path / "tools" / "bin" / "kubeconform").exists()
