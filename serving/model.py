@@ -332,6 +332,11 @@ class SentimentModel(Model):
             InferOutput(LABEL_OUTPUT, [n], "BYTES", data=labels),
             InferOutput(PROBA_OUTPUT, [n, len(self.classes)], "FP32", data=probs.astype(np.float32)),
         ]
+        if request.use_binary_outputs:
+            # KServe 0.20's to_grpc() re-encodes list data for raw (binary) responses but tests an ndarray's truth
+            # value on the way, which raises for n > 1; hand it lists and let it do the encoding.
+            for output in outputs:
+                output.data = np.asarray(output.data).ravel().tolist()
         return InferResponse(
             response_id=request_id,
             model_name=self.name,

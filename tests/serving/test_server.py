@@ -86,6 +86,26 @@ def test_all_three_protocols_agree_with_sklearn(predictor: Predictor, tiny_pipel
     assert response.id == "req-grpc"  # type: ignore[attr-defined]
 
 
+def test_grpc_binary_tensors_from_numpy(predictor: Predictor, tiny_pipeline: Pipeline, corpus_split: Split) -> None:
+    """The KServe client's default ``set_data_from_numpy`` sends raw_input_contents and expects raw outputs."""
+    texts = corpus_split.holdout["text"].tolist()[:8]
+
+    async def call() -> object:
+        client = InferenceGRPCClient(predictor.grpc, retries=0, timeout=10)
+        try:
+            tensor = InferInput(name="text", shape=[len(texts)], datatype="BYTES")
+            tensor.set_data_from_numpy(np.array(texts, dtype=object))
+            return await client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]))
+        finally:
+            await client.close()
+
+    outputs = {o.name: o for o in asyncio.run(call()).outputs}  # type: ignore[attr-defined]
+    probs = outputs["probabilities"].as_numpy().astype(np.float64).reshape(len(texts), 3)
+    assert np.abs(probs - tiny_pipeline.predict_proba(texts)).max() <= 1e-6
+    labels = [x.decode() if isinstance(x, bytes) else x for x in outputs["label"].as_numpy().tolist()]
+    assert labels == [CLASSES[i] for i in probs.argmax(axis=1)]
+
+
 def test_v2_rest_accepts_n_by_1_shape_and_charset_content_type(predictor: Predictor) -> None:
     r = httpx.post(predictor.http + V2, json=v2_body([["good"], ["bad"]], shape=[2, 1]), timeout=10)
     assert r.status_code == 200, r.text
