@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -43,6 +44,7 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 #: The state file written next to the processes' logs; ``down`` reads it.
 STATE_FILE = "cluster.json"
 SERVICE_CIDR = "10.96.0.0/16"
+START_ATTEMPTS = 3
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -282,15 +284,24 @@ class LocalCluster:
             self._binary(name)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         ca_crt, serving_crt, serving_key, sa_key = _write_pki(self.workdir / "pki")
-        try:
-            self._start_etcd(timeout)
-            self._start_apiserver(timeout, ca_crt, serving_crt, serving_key, sa_key)
-            self._start_controllers(timeout, ca_crt, sa_key)
-            self._start_kwok(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        # Free ports are picked, then bound by the component a moment later; another process on this machine may
+        # take one in between. That shows as "address already in use" and is worth a fresh start with new ports.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_etcd(timeout)
+                self._start_apiserver(timeout, ca_crt, serving_crt, serving_key, sa_key)
+                self._start_controllers(timeout, ca_crt, sa_key)
+                self._start_kwok(timeout)
+                return self
+            except ClusterError as error:
+                self.stop()
+                if "address already in use" not in str(error) or attempt == START_ATTEMPTS:
+                    raise
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _start_etcd(self, timeout: float) -> None:
         client, peer = free_port(), free_port()
