@@ -157,7 +157,7 @@ def _write_pki(pki: Path) -> tuple[Path, Path, Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    service_ip = next(ipaddress.ip_network(SERVICE_CIDR).hosts())
+    service_ip = ipaddress.IPv4Network(SERVICE_CIDR)[1]  # the `kubernetes` Service's ClusterIP
     serving_key = key()
     serving_cert = (
         x509.CertificateBuilder()
