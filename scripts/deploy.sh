@@ -58,7 +58,7 @@ wait_job() {
   kill "${done_pid}" "${failed_pid}" 2>/dev/null || true
   wait "${done_pid}" "${failed_pid}" 2>/dev/null || true
   state="$(kubectl -n "${ns}" get "job/${job}" \
-    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}')"
+    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)"
   log "job ${ns}/${job}: ${state:-no terminal condition within ${limit}}"
   [[ " ${state} " == *" Complete "* ]]
 }

@@ -98,7 +98,7 @@ track_targets() {
     else
       # No gRPC port on the Service (KServe names its ports itself): a ready pod behind it, on the server's port.
       grpc="$(kubectl -n "${ns}" get endpointslices -l "kubernetes.io/service-name=${svc}" \
-        -o jsonpath='{.items[0].endpoints[?(@.conditions.ready==true)].addresses[0]}' | awk '{ print $1 }')"
+        -o jsonpath='{.items[0].endpoints[?(@.conditions.ready==true)].addresses[0]}' 2>/dev/null | awk '{ print $1 }')"
       grpc="${grpc}:$(value serving.ports.grpc)"
     fi
     printf '%s %s %s\n' "${track}" "${svc}.${ns}.svc.cluster.local:${http}" "${grpc}"
@@ -162,8 +162,10 @@ gateway() {
     route="$(kubectl -n "${ns}" get httproutes.gateway.networking.k8s.io \
       -l "app.kubernetes.io/instance=${release}" -o name | head -n 1)"
     [[ -n "${route}" ]] || die "no HTTPRoute of ${release} in ${ns}"
-    kubectl -n "${ns}" wait --for=jsonpath='{.status.parents[0].conditions[?(@.type=="Accepted")].status}'=True \
-      "${route}" --timeout=5m >/dev/null
+    # helm --wait has returned, so the Gateway controller has had time to accept the route; the request loop
+    # below waits for the data plane.
+    [[ "$(kubectl -n "${ns}" get "${route}" -o jsonpath='{.status.parents[*].conditions[?(@.type=="Accepted")].status}')" == *True* ]] ||
+      log "warning: ${route} is not Accepted yet: $(kubectl -n "${ns}" get "${route}" -o jsonpath='{.status}')"
     host="$(kubectl -n "${ns}" get "${route}" -o jsonpath='{.spec.hostnames[0]}')"
     gw_ns="$(kubectl -n "${ns}" get "${route}" -o jsonpath='{.spec.parentRefs[0].namespace}')"
     gw_name="$(kubectl -n "${ns}" get "${route}" -o jsonpath='{.spec.parentRefs[0].name}')"
@@ -183,7 +185,7 @@ gateway() {
 read -r -d '' version_loop <<'SH' || true
 url="$1" host="$2" n="$3" first="$4" body="$5"
 ask() {
-  curl -fsS --max-time 10 --retry 5 --retry-connrefused -H "Host: ${host}" -H 'Content-Type: application/json' \
+  curl -fsS --max-time 10 --retry 5 --retry-all-errors --retry-delay 1 -H "Host: ${host}" -H 'Content-Type: application/json' \
     -d "${body}" "${url}/v1/models/sentiment:predict" | sed -n 's/.*"model_version": *"\{0,1\}\([^",}]*\).*/\1/p'
 }
 i=0
@@ -257,10 +259,12 @@ drift() {
   wait -n "${ok}" "${failed}" || true
   kill "${ok}" "${failed}" 2>/dev/null || true
   wait "${ok}" "${failed}" 2>/dev/null || true
-  state="$(kubectl -n "${ns}" get "job/${job}" -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}')"
+  state="$(kubectl -n "${ns}" get "job/${job}" \
+    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)"
   code="$(kubectl -n "${ns}" get pods -l "job-name=${job}" \
-    -o jsonpath='{.items[-1:].status.containerStatuses[?(@.name=="drift")].state.terminated.exitCode}')"
-  out="$(kubectl -n "${ns}" logs "job/${job}" -c drift --tail=200)"
+    -o jsonpath='{.items[-1:].status.containerStatuses[?(@.name=="drift")].state.terminated.exitCode}' 2>/dev/null ||
+    true)"
+  out="$(kubectl -n "${ns}" logs "job/${job}" -c drift --tail=200 || true)"
   printf '%s\n' "${out}" | tail -n 20 >&2
   log "drift job ${job}: ${state:-not finished}, exit ${code:-none}"
   # 0 no drift, 3 drift, 4 insufficient data: each is a verdict with a report. Anything else is an error.
