@@ -185,3 +185,4 @@ def test_a_segment_that_cannot_be_shipped_is_set_aside_not_blocking(tmp_path: Pa
     assert shipper.flusher.ship_ready() is True
     assert len(list((tmp_path / "spool").glob("*.poison"))) == 1 and not shipper.spool.ready_segments()
     assert len(list((tmp_path / "sink").rglob("*.parquet"))) == 1
+    shipper.spool.close()
