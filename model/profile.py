@@ -51,6 +51,7 @@ def check_profile(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 def _histogram(values: np.ndarray, bins: list[float] | list[int]) -> dict[str, Any]:
+    """Counts of ``values`` in ``bins`` (clipped into the outer bins) with the bin edges."""
     counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)
     return {"bins": list(bins), "counts": counts.astype(int).tolist()}
 

@@ -28,6 +28,7 @@ class Reference:
 
 
 def _from_bundle(version: str, bundle: ModelBundle, source: str, run_id: str | None) -> Reference:
+    """A reference from a loaded model directory; it must carry a valid profile."""
     if bundle.profile is None:
         raise ModelArtifactError(f"{source} has no reference_profile.json; retrain or re-log the model with one")
     return Reference(version, check_profile(bundle.profile), word_vocabulary(bundle.pipeline), source, run_id)
@@ -53,6 +54,7 @@ class ReferenceStore:
         return self._cache[version]
 
     def _load(self, version: str) -> Reference:
+        """Load the reference of ``version`` from the local directory or the registry."""
         if self.reference_dir is not None:
             root = Path(self.reference_dir)
             path = root if (root / "MLmodel").is_file() else root / version

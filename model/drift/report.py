@@ -45,6 +45,7 @@ def group_dict(group: GroupResult) -> dict[str, Any]:
 
 
 def _clean(value: Any) -> Any:
+    """Make a value strict-JSON: NaN and infinities become ``None``, numpy scalars plain numbers."""
     if isinstance(value, float) and not np.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -82,6 +83,7 @@ def _figure_png(draws: list[tuple[str, Callable[[Any], None]]], width_per_plot: 
 
 
 def _plots(group: GroupResult) -> list[tuple[str, str]]:
+    """The group's reference-vs-window plots as ``[(caption, data URI)]``."""
     p = group.plots
     if not p:
         return []
@@ -127,6 +129,7 @@ def _plots(group: GroupResult) -> list[tuple[str, str]]:
 
 
 def _fmt(value: Any) -> str:
+    """A value for the HTML table."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -135,6 +138,7 @@ def _fmt(value: Any) -> str:
 
 
 def _badge(verdict: str) -> str:
+    """A coloured verdict label."""
     colour = COLOURS.get(verdict, "#000")
     return f'<span class="badge" style="background:{colour}">{html.escape(verdict.replace("_", " "))}</span>'
 

@@ -112,12 +112,14 @@ class DriftSettings(BaseSettings):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
+        """Reject a window that is not a duration."""
         parse_duration(value)
         return value
 
     @field_validator("start", "end")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
+        """Read a zone-less time as UTC."""
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value

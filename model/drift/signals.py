@@ -66,6 +66,7 @@ class GroupResult:
 
 
 def _verdict(effect: float | None, p_adj: float | None, warn: float, drift: float, alpha: float) -> str:
+    """``drift`` / ``warn`` when the effect reaches the threshold and the corrected p-value is below alpha."""
     if effect is None or p_adj is None:
         return INSUFFICIENT
     if p_adj < alpha and effect >= drift:
@@ -76,6 +77,7 @@ def _verdict(effect: float | None, p_adj: float | None, warn: float, drift: floa
 
 
 def _class_counts(labels: pa.ChunkedArray | pa.Array, classes: list[str]) -> tuple[np.ndarray, int]:
+    """Counts of each class in ``labels`` and the count of labels outside ``classes``."""
     counts = pc.value_counts(labels)
     found = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
     other = sum(v for k, v in found.items() if k not in classes)

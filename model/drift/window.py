@@ -37,6 +37,7 @@ class Window:
 
 
 def _filesystem(source: str, endpoint_url: str | None, region: str) -> tuple[Any, str]:
+    """``(pyarrow filesystem or None, path)`` for a local directory or an ``s3://`` source."""
     if source.startswith("s3://"):
         import pyarrow.fs as pafs
 
@@ -96,6 +97,7 @@ def read_window(source: str, start: datetime, end: datetime, environment: str | 
 
 
 def _empty() -> pa.Table:
+    """An empty table with the window's columns."""
     types = {"id": pa.string(), "ts": pa.float64(), "model_version": pa.string(), "track": pa.string(),
              "environment": pa.string(), "text": pa.string(), "text_length": pa.int32(), "label": pa.string(),
              "confidence": pa.float64()}

@@ -111,6 +111,7 @@ def build_shipper(settings: ShipSettings, sink: Sink | None = None) -> Shipper:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading it all."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
@@ -129,6 +130,7 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
     metrics = shipper.metrics
 
     def busy(reason: str) -> Response:
+        """503 with ``Retry-After``: the spool is full."""
         metrics.rejected.labels(reason).inc()
         return JSONResponse(
             {"error": "spool full: the sink is behind or down; retry later", "reason": reason},
@@ -137,12 +139,14 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         )
 
     async def spool_lines(lines: list[bytes]) -> None:
+        """Append durably (in a worker thread); wake the flusher when a segment was sealed."""
         seals = shipper.spool.seals
         await anyio.to_thread.run_sync(shipper.spool.append, lines)
         if shipper.spool.seals != seals:
             shipper.flusher.wake()
 
     async def events(request: Request) -> Response:
+        """``POST /v1/events``: NDJSON prediction events."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in NDJSON_TYPES:
             metrics.rejected.labels("content_type").inc()
@@ -170,6 +174,7 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         return JSONResponse(result, status_code=202)
 
     async def cloudevent(request: Request) -> Response:
+        """``POST /``: one KServe payload-logger CloudEvent (binary mode)."""
         if shipper.spool.is_full():
             return busy("spool_full")
         try:
@@ -200,21 +205,25 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         return JSONResponse({"accepted": joined, "quarantined": quarantined, "half": half["_h"]}, status_code=202)
 
     async def healthz(_: Request) -> Response:
+        """``GET /healthz``: the flusher thread runs."""
         alive = shipper.flusher.alive
         return JSONResponse({"status": "ok" if alive else "flusher stopped"}, status_code=200 if alive else 503)
 
     async def readyz(_: Request) -> Response:
+        """``GET /readyz``: recovered and flushing; spool and sink state in the body."""
         ok = shipper.ready and shipper.flusher.alive
         body = {"ready": ok, "spool_bytes": shipper.spool.bytes_used, "spool_max_bytes": settings.spool_max_bytes,
                 "sink_healthy": shipper.flusher.sink_healthy}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def prometheus(_: Request) -> Response:
+        """``GET /metrics``."""
         shipper.flusher.update_gauges()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        """Start the shipper before serving; drain it after the last request."""
         await anyio.to_thread.run_sync(shipper.start)
         try:
             yield

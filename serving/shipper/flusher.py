@@ -89,6 +89,7 @@ class Flusher:
         self.metrics.pending_halves.set(len(self.joiner))
 
     def _run(self) -> None:
+        """Thread body: rounds until stopped; unexpected errors are logged and retried with backoff."""
         while not self._stop.is_set():
             try:
                 self.tick()

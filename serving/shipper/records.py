@@ -136,6 +136,7 @@ def _texts_from_request(body: Any) -> tuple[list[str], str]:
 
 
 def _row_probs(row: Any, classes: Sequence[str]) -> dict[str, float]:
+    """``{class: probability}`` from a dict row or a list row in ``classes`` order."""
     if isinstance(row, dict):
         return {str(k): float(v) for k, v in row.items()}
     if isinstance(row, list) and len(row) == len(classes):
@@ -205,6 +206,7 @@ class JoinDefaults:
 
 
 def _ce_time(headers: Mapping[str, str], fallback: float) -> float:
+    """The CloudEvent's ``ce-time`` as Unix seconds, or ``fallback`` when absent or unparsable."""
     value = headers.get("ce-time")
     if not value:
         return fallback
@@ -497,6 +499,7 @@ def _fast_events_table(lines: Sequence[bytes]) -> tuple[pa.Table, list[bytes], l
 
 
 def _dedupe_table(table: pa.Table) -> tuple[pa.Table, int]:
+    """Keep the first row of each ``id``; return the table and the number of repeats dropped."""
     if table.num_rows == 0 or pc.count_distinct(table.column("id")).as_py() == table.num_rows:
         return table, 0
     indexed = table.select(["id"]).append_column("_row", pa.array(np.arange(table.num_rows)))
@@ -505,6 +508,7 @@ def _dedupe_table(table: pa.Table) -> tuple[pa.Table, int]:
 
 
 def _partitions(table: pa.Table) -> dict[tuple[str, str, str, str], np.ndarray]:
+    """Row indices of each ``(environment, model_version, date, hour)`` partition of ``table``."""
     hours = np.floor(pc.fill_null(table.column("ts"), time.time()).to_numpy() / 3600.0).astype(np.int64)
     env = table.column("environment").combine_chunks().dictionary_encode()
     ver = table.column("model_version").combine_chunks().dictionary_encode()

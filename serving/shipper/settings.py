@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_shipper_id() -> str:
+    """The host name (the pod name in Kubernetes)."""
     return socket.gethostname() or "shipper"
 
 
@@ -81,5 +82,6 @@ class ShipSettings(BaseSettings):
     @field_validator("s3_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
+        """Normalise the key prefix to ``''`` or ``'something/'``."""
         value = value.strip("/")
         return f"{value}/" if value else ""

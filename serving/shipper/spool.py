@@ -44,6 +44,7 @@ class Segment:
 
 
 def _fsync_dir(path: Path) -> None:
+    """fsync a directory so a create or rename in it survives a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -123,6 +124,7 @@ class Spool:
         return [Segment(p) for p in sorted(self.directory.glob(f"*{READY}"))]
 
     def _new_segment(self) -> None:
+        """Open a new ``.open`` segment with a fresh id (spool lock held)."""
         seg_id = f"{time.time_ns():019d}-{self.shipper_id}-{secrets.token_hex(4)}"
         self._open_path = self.directory / f"{seg_id}{OPEN}"
         self._fd = os.open(self._open_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -132,6 +134,7 @@ class Spool:
         self._open_since = time.monotonic()
 
     def _write(self, payload: bytes, n: int) -> None:
+        """Append ``payload`` (``n`` records) to the open segment, without fsync (spool lock held)."""
         if self._fd is None:
             self._new_segment()
         assert self._fd is not None
@@ -163,6 +166,7 @@ class Spool:
             self.seal()
 
     def _sync(self, upto: int) -> None:
+        """Make every write up to number ``upto`` durable, sharing one fsync with concurrent appenders."""
         with self._sync_lock:
             if self._synced >= upto:
                 return
@@ -177,6 +181,7 @@ class Spool:
         return self.bytes_used + margin >= self.max_bytes
 
     def _seal_locked(self) -> None:
+        """fsync, close and rename the open segment to ``.ready``; start the next with the carried lines."""
         if self._fd is None or self._open_path is None:
             return
         os.fsync(self._fd)
