@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{name}", type=kind, choices=choices, default=None,
             help=(field.description or "") + f" [env KS_SERVE_{name.upper()}]",
         )
+    # KServe parses sys.argv when kserve.model_server is imported, with argparse's prefix matching: none of our
+    # flags may be a prefix of one of KServe's (an ``--access_log`` would be read as ``--access_log_format``).
     # KServe's --model_name defaults to "model"; ours comes from the settings unless the flag is given.
     parser.set_defaults(model_name=None)
     return parser
@@ -94,8 +96,8 @@ class _DropPerRequestLines(logging.Filter):
         return not (record.levelno <= logging.INFO and str(record.msg).startswith("grpc method:"))
 
 
-def _quiet_per_request_logs(access_log: bool) -> None:
-    if not access_log:  # uvicorn's access line and KServe's two timing lines per request
+def _quiet_per_request_logs(request_logs: bool) -> None:
+    if not request_logs:  # uvicorn's access line and KServe's two timing lines per request
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     logging.getLogger("kserve").addFilter(_DropPerRequestLines())
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("kube-sentiment serve: --workers must be 1 (scale with replicas)", file=sys.stderr)
         return EX_CONFIG
     configure_logging(settings.log_level, settings.json_logs)
-    _quiet_per_request_logs(settings.access_log)
+    _quiet_per_request_logs(settings.request_logs)
 
     from kserve import ModelServer
 
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         server.start([])
     else:
         server.start([model])
+    if model.emitter is not None:  # the loop has stopped: hand the sidecar what is still queued
+        model.emitter.drain(deadline_s=settings.events_timeout_s * 2)
     if model.load_error:
         return ModelLoadError.exit_code
     return 0

@@ -1,10 +1,11 @@
 """Inference straight from the fitted parameters of the TF-IDF + linear pipeline, equal to sklearn's ``predict_proba``.
 
 sklearn spends most of a single-text ``predict_proba`` on validation, sparse-matrix construction and the
-FeatureUnion's ``hstack``. :class:`FastPath` reads everything it needs from the fitted objects (vocabularies, idf,
+FeatureUnion's ``hstack``, and most of a batched one on building every character n-gram as a Python string. :class:`FastPath` reads everything it needs from the fitted objects (vocabularies, idf,
 n-gram ranges, analyzers, ``sublinear_tf``, ``binary``, ``norm``, ``coef_``/``intercept_`` or the naive Bayes log
 probabilities, the classifier's probability rule) and computes the same numbers with a handful of numpy calls per
-*batch*. Every configuration it does not reproduce exactly makes :meth:`FastPath.from_pipeline` return ``None``
+*batch*; character (``char_wb``) n-grams are hashed and looked up in numpy for the whole batch
+(:class:`_HashedCharWb`) instead of being built as strings. Every configuration it does not reproduce exactly makes :meth:`FastPath.from_pipeline` return ``None``
 with the reason, and the caller falls back to sklearn (:class:`SklearnPath`).
 """
 
@@ -123,6 +124,8 @@ class _Block:
     sublinear: bool
     binary: bool
     norm: str | None
+    hashed: _HashedCharWb | None = None
+    """Set when this block's n-grams are looked up by hash for the whole batch (plain ``char_wb``)."""
 
 
 def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
@@ -141,6 +144,12 @@ def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
         return None, f"vectorizer input {vec.input!r} (only 'content')"
     vocab: dict[str, int] = vec.vocabulary_
     joint = {term: offset + int(j) + 1 for term, j in vocab.items()}  # 1-based so that 0/None means unknown
+    hashed = None
+    if vec.analyzer == "char_wb" and vec.preprocessor is None and vec.strip_accents is None:
+        try:
+            hashed = _HashedCharWb(vocab, offset, bool(vec.lowercase), *vec.ngram_range)
+        except ValueError:  # colliding vocabulary hashes: keep the string path
+            hashed = None
     block = _Block(
         analyze=_analyzer_for(vec),
         lookup=joint.get,
@@ -149,6 +158,7 @@ def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
         sublinear=bool(vec.sublinear_tf),
         binary=bool(vec.binary),
         norm=vec.norm,
+        hashed=hashed,
     )
     return block, ""
 
@@ -176,6 +186,104 @@ def _linear_head(clf: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, str
         return f"classifier has {coef.shape[1]} features but the vectorizers produce {n_features}"
     intercept = np.broadcast_to(np.asarray(intercept, dtype=np.float64), (coef.shape[0],)).copy()
     return np.ascontiguousarray(coef.T), intercept, rule
+
+
+_B1, _B2 = np.uint64(0x100000001B3), np.uint64(0x9E3779B97F4A7C15)
+_C1, _C2 = 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9
+_MASK = (1 << 64) - 1
+
+
+def _mix(n: int, constant: int) -> np.uint64:
+    """``n * constant`` modulo 2**64 (computed on Python ints: numpy scalars warn on wrap-around)."""
+    return np.uint64((int(n) * constant) & _MASK)
+
+
+def _terms_hashes(terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit polynomial hashes of each term's code points, with its length mixed in."""
+    h1 = np.zeros(len(terms), dtype=np.uint64)
+    h2 = np.zeros(len(terms), dtype=np.uint64)
+    lengths = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
+    for n in np.unique(lengths):
+        idx = np.flatnonzero(lengths == n)
+        codes = np.frombuffer("".join(terms[i] for i in idx).encode("utf-32-le"), dtype=np.uint32)
+        codes = codes.reshape(len(idx), int(n)).astype(np.uint64) + np.uint64(1)
+        a = np.zeros(len(idx), dtype=np.uint64)
+        b = np.zeros(len(idx), dtype=np.uint64)
+        for k in range(int(n)):
+            a = a * _B1 + codes[:, k]
+            b = b * _B2 + codes[:, k]
+        h1[idx] = a + _mix(n, _C1)
+        h2[idx] = b + _mix(n, _C2)
+    return h1, h2
+
+
+class _HashedCharWb:
+    """sklearn's ``char_wb`` n-grams looked up by 128-bit hash for a whole batch at once, in numpy.
+
+    The n-grams of every word of every text are never built as Python strings: the batch becomes one array of
+    code points, every window is hashed with two independent 64-bit polynomial hashes (length mixed in), and the
+    pair is looked up in the vocabulary's hashes. Used only when the vocabulary's hashes are collision-free; an
+    unseen n-gram matching a vocabulary pair would need a 128-bit collision.
+    """
+
+    def __init__(self, vocab: dict[str, int], offset: int, lowercase: bool, min_n: int, max_n: int) -> None:
+        """Hash the vocabulary (``ValueError`` if two terms collide)."""
+        terms = list(vocab)
+        h1, h2 = _terms_hashes(terms)
+        order = np.argsort(h1, kind="stable")
+        self._h1 = h1[order]
+        if len(self._h1) > 1 and (np.diff(self._h1) == 0).any():
+            raise ValueError("vocabulary hashes collide")
+        self._h2 = h2[order]
+        ids = np.fromiter((vocab[t] for t in terms), dtype=np.int64, count=len(terms))
+        self._ids = ids[order] + offset + 1
+        self.lowercase = lowercase
+        self.min_n = min_n
+        self.max_n = max_n
+
+    def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """1-based joint ids of the known n-grams of every text, and the text index of each id."""
+        padded: list[str] = []
+        word_rows: list[int] = []
+        for row, text in enumerate(texts):
+            if self.lowercase:
+                text = text.lower()
+            words = _WHITE_SPACES.sub(" ", text).split()
+            padded.extend(words)
+            word_rows.extend([row] * len(words))
+        if not padded:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        lengths = np.fromiter((len(w) + 2 for w in padded), dtype=np.int64, count=len(padded))
+        codes = np.frombuffer((" " + "  ".join(padded) + " ").encode("utf-32-le"), dtype=np.uint32)
+        codes = codes.astype(np.uint64) + np.uint64(1)
+        total = codes.shape[0]
+        word = np.repeat(np.arange(len(padded)), lengths)
+        starts = np.cumsum(lengths) - lengths
+        offset_in_word = np.arange(total) - starts[word]
+        room = lengths[word] - offset_in_word  # characters from this position to the end of its padded word
+        word_len = lengths[word]
+        rows = np.asarray(word_rows, dtype=np.int64)[word]
+        h1 = np.zeros(total, dtype=np.uint64)
+        h2 = np.zeros(total, dtype=np.uint64)
+        found_ids: list[np.ndarray] = []
+        found_rows: list[np.ndarray] = []
+        for n in range(1, self.max_n + 1):
+            shifted = np.zeros(total, dtype=np.uint64)
+            shifted[: total - n + 1] = codes[n - 1 :]
+            h1 = h1 * _B1 + shifted
+            h2 = h2 * _B2 + shifted
+            # sklearn: every window of length n < L, and the whole padded word once when L <= max_n
+            take = (room >= n) & (((n >= self.min_n) & (n < word_len)) | ((n == word_len) & (offset_in_word == 0)))
+            if not take.any():
+                continue
+            k1 = h1[take] + _mix(n, _C1)
+            k2 = h2[take] + _mix(n, _C2)
+            pos = np.searchsorted(self._h1, k1)
+            pos[pos == len(self._h1)] = 0
+            hit = (self._h1[pos] == k1) & (self._h2[pos] == k2)
+            found_ids.append(self._ids[pos[hit]])
+            found_rows.append(rows[take][hit])
+        return np.concatenate(found_ids), np.concatenate(found_rows)
 
 
 class FastPath:
@@ -246,24 +354,34 @@ class FastPath:
         return cls(blocks, np.concatenate(idfs), coef_t, intercept, rule, len(clf.classes_)), ""
 
     def _feature_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Joint (1-based) feature ids of every known n-gram of every text, and how many each text has."""
+        """Joint (1-based) feature ids of every known n-gram of every text, and the text index of each id."""
         ids: list[int] = []
         extend = ids.extend
         lengths: list[int] = []
-        blocks = self._blocks
-        for text in texts:
-            start = len(ids)
-            for b in blocks:
-                extend(filter(None, map(b.lookup, b.analyze(text))))
-            lengths.append(len(ids) - start)
-        return np.array(ids, dtype=np.int64), np.array(lengths, dtype=np.int64)
+        string_blocks = [b for b in self._blocks if b.hashed is None]
+        if string_blocks:
+            for text in texts:
+                start = len(ids)
+                for b in string_blocks:
+                    extend(filter(None, map(b.lookup, b.analyze(text))))
+                lengths.append(len(ids) - start)
+        id_parts = [np.array(ids, dtype=np.int64)]
+        row_parts = [np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)]
+        for b in self._blocks:
+            if b.hashed is not None:
+                found, rows = b.hashed.lookup(texts)
+                id_parts.append(found)
+                row_parts.append(rows)
+        if len(id_parts) == 1:
+            return id_parts[0], row_parts[0]
+        return np.concatenate(id_parts), np.concatenate(row_parts)
 
     def decision(self, texts: Sequence[str]) -> np.ndarray:
         """Raw class scores ``X @ coef.T + intercept`` (``(n, k)``; ``k`` is 1 for binary ovr models)."""
         n = len(texts)
-        ids, lengths = self._feature_ids(texts)
+        ids, rows = self._feature_ids(texts)
         n_features = self._n_features
-        keys = np.repeat(np.arange(n, dtype=np.int64) * n_features - 1, lengths) + ids
+        keys = rows * n_features + (ids - 1)
         uniq, counts = np.unique(keys, return_counts=True)
         row = uniq // n_features
         feat = uniq - row * n_features

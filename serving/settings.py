@@ -67,7 +67,7 @@ class ServeSettings(BaseSettings):
     load_in_background: bool = False
     """Start answering liveness at once and load the model in the background (readiness and inference answer 503
     until it is loaded; a load failure stops the server with exit code 66)."""
-    access_log: bool = False
+    request_logs: bool = False
     """Log one line per HTTP request (uvicorn's access log)."""
     download_dir: Path | None = None
     """Where a registry model is downloaded (default: a fresh temporary directory)."""

@@ -38,6 +38,12 @@ def test_fast_path_equals_sklearn_on_the_whole_holdout(tiny_pipeline: Pipeline, 
     assert_equal_to_sklearn(tiny_pipeline, EDGE_TEXTS)
 
 
+def test_char_ngrams_are_looked_up_by_hash_for_the_default_pipeline(tiny_pipeline: Pipeline) -> None:
+    fast, _ = FastPath.from_pipeline(tiny_pipeline)
+    assert fast is not None
+    assert [b.hashed is not None for b in fast._blocks] == [False, True]  # word: strings, char_wb: hashes
+
+
 def test_single_text_and_batches_agree(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
@@ -62,8 +68,9 @@ def test_our_analyzers_produce_sklearns_ngrams(tiny_pipeline: Pipeline, corpus_s
         {"word_ngram_max": 1, "char_ngram_min": 3, "char_ngram_max": 3},
         {"word_ngram_max": 3, "char_ngram_min": 1, "char_ngram_max": 6, "sublinear_tf": False},
         {"class_weight": "none", "min_df": 1, "max_features": 500},
+        {"char_ngram_min": 4, "char_ngram_max": 6},
     ],
-    ids=["narrow-ngrams", "wide-ngrams-linear-tf", "capped-vocabulary"],
+    ids=["narrow-ngrams", "wide-ngrams-linear-tf", "capped-vocabulary", "char-ngrams-longer-than-short-words"],
 )
 def test_other_training_settings_stay_exact(settings: dict, corpus_split: Split) -> None:
     pipeline = fit_tiny(corpus_split, rows=500, **settings)

@@ -85,6 +85,16 @@ def test_settings_from_flags_env_and_defaults(monkeypatch: pytest.MonkeyPatch) -
     assert settings_from_args(build_parser().parse_args(["--model_name", "other"])).model_name == "other"
 
 
+def test_no_flag_of_ours_is_read_by_kserves_import_time_parser() -> None:
+    # kserve.model_server parses sys.argv at import with prefix matching: a flag of ours that is a prefix of one
+    # of KServe's would silently set KServe's option.
+    from kserve.model_server import parser as kserve_parser
+
+    theirs = {f"--{d}" for d in vars(kserve_parser.parse_args([]))} | {"--event-loop", "--timeout-keep-alive"}
+    ours = {f"--{name}" for name in ServeSettings.model_fields} - theirs
+    assert not [(o, t) for o in ours for t in theirs if t.startswith(o)]
+
+
 def test_conflicting_or_bad_settings_exit_with_config_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model_dir", "/x", "--model_uri", "models:/sentiment/1"]) == 78
     assert "either model_uri" in capsys.readouterr().err
