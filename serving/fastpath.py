@@ -1,12 +1,13 @@
 """Inference straight from the fitted parameters of the TF-IDF + linear pipeline, equal to sklearn's ``predict_proba``.
 
 sklearn spends most of a single-text ``predict_proba`` on validation, sparse-matrix construction and the
-FeatureUnion's ``hstack``, and most of a batched one on building every character n-gram as a Python string. :class:`FastPath` reads everything it needs from the fitted objects (vocabularies, idf,
-n-gram ranges, analyzers, ``sublinear_tf``, ``binary``, ``norm``, ``coef_``/``intercept_`` or the naive Bayes log
-probabilities, the classifier's probability rule) and computes the same numbers with a handful of numpy calls per
-*batch*; character (``char_wb``) n-grams are hashed and looked up in numpy for the whole batch
-(:class:`_HashedCharWb`) instead of being built as strings. Every configuration it does not reproduce exactly makes :meth:`FastPath.from_pipeline` return ``None``
-with the reason, and the caller falls back to sklearn (:class:`SklearnPath`).
+FeatureUnion's ``hstack``, and most of a batched one on building every character n-gram as a Python string.
+:class:`FastPath` reads everything it needs from the fitted objects (vocabularies, idf, n-gram ranges, analyzers,
+``sublinear_tf``, ``binary``, ``norm``, ``coef_``/``intercept_`` or the naive Bayes log probabilities, the
+classifier's probability rule) and computes the same numbers with a handful of numpy calls per *batch*; character
+(``char_wb``) n-grams are hashed and looked up in numpy for the whole batch (:class:`_HashedCharWb`) instead of
+being built as strings. Every configuration it does not reproduce exactly makes :meth:`FastPath.from_pipeline`
+return ``None`` with the reason, and the caller falls back to sklearn (:class:`SklearnPath`).
 """
 
 from __future__ import annotations
