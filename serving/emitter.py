@@ -142,15 +142,19 @@ class EventEmitter:
             problem = f"HTTP {response.status_code}"
         except httpx.HTTPError as e:
             ok, problem = False, f"{type(e).__name__}: {e}"
+        self._account(len(lines), ok, problem)
+
+    def _account(self, n: int, ok: bool, problem: str) -> None:
+        """Count a batch of ``n`` events as sent or dropped; log transitions between working and failing."""
         if ok:
-            self.sent += len(lines)
-            self._metrics.event("sent", len(lines))
+            self.sent += n
+            self._metrics.event("sent", n)
             if self._failing:
                 log.info("prediction events reach %s again", self.url)
                 self._failing = False
             return
-        self.dropped += len(lines)
-        self._metrics.event("dropped_send_failed", len(lines))
+        self.dropped += n
+        self._metrics.event("dropped_send_failed", n)
         if not self._failing:  # log the transition, not every failed batch
             log.warning("dropping prediction events: sidecar %s failed (%s)", self.url, problem)
             self._failing = True
@@ -180,6 +184,22 @@ class EventEmitter:
         while self._queued and time.monotonic() < end:
             await self._send(self._take())
         self._metrics.queued(self._queued)
+
+    def drain(self, deadline_s: float = 5.0) -> None:
+        """Send what is still queued after the event loop has stopped (graceful shutdown), within ``deadline_s``."""
+        end = time.monotonic() + deadline_s
+        with httpx.Client(timeout=min(self.timeout_s, deadline_s)) as client:
+            while self._queued and time.monotonic() < end:
+                lines = self._take()
+                try:
+                    response = client.post(self.url, content=b"\n".join(lines) + b"\n",
+                                           headers={"content-type": NDJSON})
+                    ok, problem = response.status_code < 300, f"HTTP {response.status_code}"
+                except httpx.HTTPError as e:
+                    ok, problem = False, f"{type(e).__name__}: {e}"
+                self._account(len(lines), ok, problem)
+        if self._queued:
+            log.warning("shutdown: %d prediction events not sent within %.0fs", self._queued, deadline_s)
 
     async def aclose(self) -> None:
         """Stop the sender and close its HTTP client."""

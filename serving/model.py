@@ -152,7 +152,7 @@ class SentimentModel(Model):
         """KServe's default marks the model ready here; readiness is ``load()``'s alone."""
 
     def stop(self) -> None:
-        """Stop answering (readiness goes false); queued events are not flushed."""
+        """Stop answering (readiness goes false); ``main`` drains queued events once the loop has stopped."""
         self.ready = False
 
     @property
