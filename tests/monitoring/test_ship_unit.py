@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import orjson
@@ -186,3 +187,29 @@ def test_a_segment_that_cannot_be_shipped_is_set_aside_not_blocking(tmp_path: Pa
     assert len(list((tmp_path / "spool").glob("*.poison"))) == 1 and not shipper.spool.ready_segments()
     assert len(list((tmp_path / "sink").rglob("*.parquet"))) == 1
     shipper.spool.close()
+
+
+def test_a_cloudevent_half_spooled_before_a_restart_still_joins(tmp_path: Path) -> None:
+    from serving.shipper.app import build_shipper
+
+    settings = ShipSettings(spool_dir=tmp_path / "spool", sink_dir=tmp_path / "sink", environment="test")
+    first = build_shipper(settings)
+    first.spool.recover()
+    first.spool.carry_forward = first.joiner.pending_lines
+    now = time.time()  # recent, or the restarted flusher would expire the half at once
+    lines, _ = first.joiner.offer(_half("request", "r1", {"instances": ["on time for once"]}, when=now))
+    first.spool.append(lines)
+    first.spool.seal()  # sealed: the half is carried into the next segment as well
+    first.spool.close()  # "crash": nothing shipped, the joiner's memory is gone
+
+    second = build_shipper(settings)
+    second.start()
+    try:
+        assert len(second.joiner) == 1
+        joined, _ = second.joiner.offer(_half("response", "r1", {"predictions": [
+            {"label": "positive", "probabilities": {"negative": 0.1, "neutral": 0.1, "positive": 0.8}}]}, when=now))
+        second.spool.append(joined)
+    finally:
+        second.stop()
+    table = pq.read_table(next((tmp_path / "sink").rglob("*.parquet")))
+    assert table.column("id").to_pylist() == ["r1:0"] and table.column("source").to_pylist() == ["kserve-logger"]
