@@ -86,9 +86,13 @@ def _tools_bin(session: pytest.Session) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """``<repo>/../shared``; the CRDs have no other offline source, so its absence is an error."""
+    """``<repo>/../shared``: the CRDs' only offline source (their real one is the network). Missing on a user's
+    machine the tier is skipped with that reason; in CI (``CI`` set) it must run, so it fails."""
     if not (SHARED / "crds").is_dir():
-        pytest.fail(f"{SHARED / 'crds'} is missing: the cluster tier installs the KServe and Gateway API CRDs from it")
+        reason = f"{SHARED / 'crds'} is missing: the cluster tier installs the KServe and Gateway API CRDs from it"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return SHARED
 
 
