@@ -11,7 +11,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         for key, value in decision.tags().items():
             client.set_model_version_tag(tracking.registered_model, version.version, key, value)
         mlflow.set_tags(decision.tags())
-        mlflow.log_dict(json.loads(json.dumps(decision.__dict__)), "gate/decision.json")
+        mlflow.log_dict(asdict(decision) | {"decision": decision.decision}, "gate/decision.json")
         if decision.passed:
             client.set_registered_model_alias(tracking.registered_model, tracking.candidate_alias, version.version)
             log.info("gate %s: %s; alias %r -> version %s", decision.decision, decision.reason,
