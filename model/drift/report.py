@@ -16,7 +16,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def write_json(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _figure_png(draws: list[tuple[str, Callable[[Any], None]]], width_per_plot: float = 3.6,
+def _figure_png(draws: Sequence[tuple[str, Callable[[Any], None]]], width_per_plot: float = 3.6,
                 height: float = 2.9) -> str:
     """One PNG with the given plots side by side, as a data URI (one render per group keeps it fast)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

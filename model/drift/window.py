@@ -50,7 +50,7 @@ def _filesystem(source: str, endpoint_url: str | None, region: str) -> tuple[Any
 
 def _partition_filter(start: datetime, end: datetime) -> ds.Expression:
     """Keep the (date, hour) partitions overlapping ``[start, end)``; string order is time order here."""
-    hours = []
+    hours: list[tuple[str, str]] = []
     moment = start.replace(minute=0, second=0, microsecond=0)
     while moment < end and len(hours) <= 24 * 62:
         hours.append((moment.strftime("%Y-%m-%d"), moment.strftime("%H")))

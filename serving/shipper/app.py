@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import orjson
@@ -70,7 +71,8 @@ class Shipper:
     def start(self) -> None:
         """Recover the spool, rebuild waiting CloudEvent halves, start the flusher."""
         segments = self.spool.recover()
-        halves, joined = [], set()
+        halves: list[Any] = []
+        joined: set[Any] = set()
         for segment in segments:
             content = read_segment_lines(segment.path.read_bytes().splitlines())
             halves.extend(content.halves)

@@ -561,10 +561,10 @@ def segment_objects(segment_id: str, content: SegmentContent) -> list[tuple[str,
         if partition is None:
             partition = hours[key] = partition_of(event)
         groups.setdefault(partition, []).append(event)
-    objects = []
+    objects: list[tuple[str, bytes, int]] = []
     quarantined = list(content.quarantined)
     for partition, events in sorted(groups.items()):
-        key = f"{partition_path(partition)}/{segment_id}.parquet"
+        name = f"{partition_path(partition)}/{segment_id}.parquet"
         try:
             table = events_table(events)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
@@ -572,7 +572,7 @@ def segment_objects(segment_id: str, content: SegmentContent) -> list[tuple[str,
             quarantined.extend(bad)
             table = events_table(events)
         if table.num_rows:
-            objects.append((key, encode_parquet(table), len(events)))
+            objects.append((name, encode_parquet(table), len(events)))
     if quarantined:
         day = datetime.fromtimestamp(float(quarantined[0].get("received_at") or 0), UTC).strftime("%Y-%m-%d")
         body = b"".join(orjson.dumps(q) + b"\n" for q in quarantined)
