@@ -77,7 +77,10 @@ def cluster() -> Iterator[Env]:
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is not on PATH")
     if not CRDS.is_dir():
-        pytest.fail(f"{CRDS} is missing (the Gateway API CRDs come from ../shared/crds)")
+        message = f"{CRDS} is missing: the Gateway API CRDs come from ../shared/crds"
+        if os.environ.get("CI"):  # CI must run this tier (the GitHub test job writes ../shared/crds first)
+            pytest.fail(message)
+        pytest.skip(message)
     bin_dir = _tools_bin()
     local = LocalCluster(workdir=Path(tempfile.mkdtemp(prefix="ks-scripts-")), bin_dir=bin_dir)
     try:
