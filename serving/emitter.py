@@ -171,8 +171,8 @@ class EventEmitter:
                     lines = self._take()
                     self._metrics.queued(self._queued)
                     await self._send(lines)
-                    if self._failing:
-                        break  # back off until the next interval
+                    if self._failing or self._queued < self.batch_size:
+                        break  # a partial batch (or a failing sidecar) waits for the next interval
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop the sender for good

@@ -89,7 +89,10 @@ def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
     name, version, alias = parse_model_uri(settings.model_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     try:
-        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+        if version is not None:
+            mv = client.get_model_version(name, version)
+        else:
+            mv = client.get_model_version_by_alias(name, alias or "")
     except MlflowException as e:
         raise _RegistryUnavailable(
             f"{settings.model_uri} not found in the registry at {settings.tracking_uri}: {e.message}"
