@@ -241,6 +241,8 @@ class _HashedCharWb:
         self.lowercase = lowercase
         self.min_n = min_n
         self.max_n = max_n
+        self._mix1 = np.array([_mix(n, _C1) for n in range(1, max_n + 1)], dtype=np.uint64)
+        self._mix2 = np.array([_mix(n, _C2) for n in range(1, max_n + 1)], dtype=np.uint64)
 
     def lookup(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """1-based joint ids of the known n-grams of every text, and the text index of each id."""
@@ -264,27 +266,33 @@ class _HashedCharWb:
         room = lengths[word] - offset_in_word  # characters from this position to the end of its padded word
         word_len = lengths[word]
         rows = np.asarray(word_rows, dtype=np.int64)[word]
-        h1 = np.zeros(total, dtype=np.uint64)
-        h2 = np.zeros(total, dtype=np.uint64)
-        found_ids: list[np.ndarray] = []
-        found_rows: list[np.ndarray] = []
-        for n in range(1, self.max_n + 1):
-            shifted = np.zeros(total, dtype=np.uint64)
-            shifted[: total - n + 1] = codes[n - 1 :]
-            h1 = h1 * _B1 + shifted
-            h2 = h2 * _B2 + shifted
-            # sklearn: every window of length n < L, and the whole padded word once when L <= max_n
-            take = (room >= n) & (((n >= self.min_n) & (n < word_len)) | ((n == word_len) & (offset_in_word == 0)))
-            if not take.any():
-                continue
-            k1 = h1[take] + _mix(n, _C1)
-            k2 = h2[take] + _mix(n, _C2)
-            pos = np.searchsorted(self._h1, k1)
-            pos[pos == len(self._h1)] = 0
-            hit = (self._h1[pos] == k1) & (self._h2[pos] == k2)
-            found_ids.append(self._ids[pos[hit]])
-            found_rows.append(rows[take][hit])
-        return np.concatenate(found_ids), np.concatenate(found_rows)
+        max_n = self.max_n
+        # rolling hashes of every window length 1..max_n at every position: row n-1 holds length n
+        padded_codes = np.zeros(total + max_n, dtype=np.uint64)
+        padded_codes[:total] = codes
+        h1 = np.empty((max_n, total), dtype=np.uint64)
+        h2 = np.empty((max_n, total), dtype=np.uint64)
+        a = np.zeros(total, dtype=np.uint64)
+        b = np.zeros(total, dtype=np.uint64)
+        for n in range(1, max_n + 1):
+            nxt = padded_codes[n - 1 : n - 1 + total]
+            a = a * _B1 + nxt
+            b = b * _B2 + nxt
+            h1[n - 1] = a
+            h2[n - 1] = b
+        # sklearn: every window of length n (min_n <= n < L) inside its word, and the whole padded word once when
+        # L <= max_n; one mask over all (length, position) pairs
+        n_col = np.arange(1, max_n + 1, dtype=np.int64)[:, None]
+        take = (room >= n_col) & (
+            ((n_col >= self.min_n) & (n_col < word_len)) | ((n_col == word_len) & (offset_in_word == 0))
+        )
+        n_idx, p_idx = np.nonzero(take)
+        k1 = h1[n_idx, p_idx] + self._mix1[n_idx]
+        k2 = h2[n_idx, p_idx] + self._mix2[n_idx]
+        pos = np.searchsorted(self._h1, k1)
+        pos[pos == len(self._h1)] = 0
+        hit = (self._h1[pos] == k1) & (self._h2[pos] == k2)
+        return self._ids[pos[hit]], rows[p_idx[hit]]
 
 
 class FastPath:
