@@ -101,7 +101,7 @@ def serve(ctx: typer.Context) -> None:
     """Start the KServe predictor (HTTP 8080, gRPC 8081). Arguments go to KServe's model-server parser."""
     from serving.__main__ import main as serve_main
 
-    serve_main(list(ctx.args))
+    raise typer.Exit(serve_main(list(ctx.args)) or 0)
 
 
 @app.command(context_settings=PASSTHROUGH)
