@@ -139,8 +139,7 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
     logs.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        port = settings.mlflow_port or _free_port()
-        port = _free_port(port)
+        port = _free_port(settings.mlflow_port)  # the configured port when free, else any free one
         tracking = f"http://127.0.0.1:{port}"
         mlflow = _start("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
                                    f"sqlite:///{state / 'mlflow.db'}", "--artifacts-destination",
@@ -180,8 +179,11 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         log.info("sent %d held-out tweets: %s", len(texts), sent)
 
         if settings.keep_running:
-            print(f"predictor: {http} (gRPC 127.0.0.1:{grpc_port}), MLflow: {tracking}; Ctrl-C stops")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            print(f"predictor: {http} (gRPC 127.0.0.1:{grpc_port}), MLflow: {tracking}; Ctrl-C stops and runs drift")
+            stop_signals = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            signal.sigwait(stop_signals)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         _stop(predictor)
         _stop(shipper)
         outcome = run_drift(DriftSettings(source=str(sink), tracking_uri=tracking,
