@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -12,13 +14,17 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from model.data import Split
 from model.settings import ModelSettings
 from model.train import build_pipeline
-from serving.fastpath import FastPath, SklearnPath, _analyzer_for, build_proba_fn
+from serving import fastpath
+from serving.fastpath import FastPath, SklearnPath, build_proba_fn
+from serving.kernels import KIND_CHAR_WB, KIND_EXTRA, KIND_WORD
 from tests.serving.conftest import fit_tiny
 
 TOLERANCE = 1e-9
 EDGE_TEXTS = [
     "x", "a b", "!!!", "ÉTÉ à Paris", "tab\tand\nnewline   spaces", "ünïcödé wörds", "😀 emoji only 😀",
     "I", "no known n-grams: qzxqzx vvvkkk", "  padded  ", "a" * 300, "don't stop-believing!", "ß ẞ İ \u0131",
+    "İstanbul İİİ", "snake_case_word __init__ a_b", "ideographic\u3000space\x1cfile\x1dsep\u2028line\xa0nbsp",
+    "digits 2024 ٣٤ ½ x²", "lone \ud800 surrogate", "😀😀😀 astral \U0001d518\U0001d52b", "the the the the the the",
 ]
 
 
@@ -38,10 +44,10 @@ def test_fast_path_equals_sklearn_on_the_whole_holdout(tiny_pipeline: Pipeline, 
     assert_equal_to_sklearn(tiny_pipeline, EDGE_TEXTS)
 
 
-def test_char_ngrams_are_looked_up_by_hash_for_the_default_pipeline(tiny_pipeline: Pipeline) -> None:
+def test_the_default_pipeline_runs_entirely_in_the_kernel(tiny_pipeline: Pipeline) -> None:
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
-    assert [b.hashed is not None for b in fast._blocks] == [False, True]  # word: strings, char_wb: hashes
+    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_CHAR_WB]  # no n-gram built as a string
 
 
 def test_single_text_and_batches_agree(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
@@ -54,12 +60,24 @@ def test_single_text_and_batches_agree(tiny_pipeline: Pipeline, corpus_split: Sp
     assert fast.predict_proba([]).shape == (0, 3)
 
 
-def test_our_analyzers_produce_sklearns_ngrams(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
-    texts = corpus_split.holdout["text"].tolist()[:2000] + EDGE_TEXTS
-    for _, vec in tiny_pipeline.named_steps["features"].transformer_list:
-        ours, theirs = _analyzer_for(vec), vec.build_analyzer()
-        for text in texts:
-            assert sorted(ours(text)) == sorted(theirs(text)), (vec.analyzer, text)
+def test_concurrent_callers_get_their_own_answers(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
+    fast, _ = FastPath.from_pipeline(tiny_pipeline)
+    assert fast is not None
+    texts = corpus_split.holdout["text"].tolist()[:400]
+    chunks = [texts[i : i + 7] for i in range(0, len(texts), 7)]
+    expected = [fast.predict_proba(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(fast.predict_proba, chunks))
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_a_hash_collision_in_the_vocabulary_falls_back_to_sklearn(
+    tiny_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "_kernel_table", lambda blocks: None)
+    proba, reason = build_proba_fn(tiny_pipeline)
+    assert isinstance(proba, SklearnPath)
+    assert "same 64-bit hash" in reason
 
 
 @pytest.mark.parametrize(
@@ -113,6 +131,23 @@ def _fit(pipeline: Pipeline, corpus: Split, rows: int = 500, labels: list[str] |
 )
 def test_other_pipeline_shapes_stay_exact(make, corpus_split: Split) -> None:  # type: ignore[no-untyped-def]
     pipeline = _fit(make(), corpus_split)
+    assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:500] + EDGE_TEXTS)
+
+
+def test_kernel_and_python_blocks_mix_in_one_union(corpus_split: Split) -> None:
+    pipeline = _fit(Pipeline([
+        ("features", FeatureUnion([
+            ("words", TfidfVectorizer(ngram_range=(1, 3), binary=True)),  # kernel
+            ("unigrams", TfidfVectorizer(token_pattern=r"(?u)\b\w+\b", norm="l1")),  # kernel, one-letter tokens
+            ("stop", TfidfVectorizer(stop_words="english")),  # Python
+            ("chars", TfidfVectorizer(analyzer="char", ngram_range=(2, 3), sublinear_tf=True)),  # Python
+            ("wb", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 7), norm=None)),  # kernel, long n
+        ])),
+        ("clf", LogisticRegression(max_iter=200)),
+    ]), corpus_split)
+    fast, _ = FastPath.from_pipeline(pipeline)
+    assert fast is not None
+    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_WORD, KIND_EXTRA, KIND_EXTRA, KIND_CHAR_WB]
     assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:500] + EDGE_TEXTS)
 
 

@@ -18,6 +18,7 @@ from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import ModelLoadError, NotReady, Overloaded
 from serving.events import validate_event
+from serving.fastpath import FastPath
 from serving.loader import find_model_dir, load_local, parse_model_uri
 from serving.metrics import ServingMetrics
 from serving.model import SentimentModel
@@ -114,6 +115,23 @@ def test_not_loaded_model_answers_not_ready(tiny_model_dir: Path) -> None:
     model._loading = True
     with pytest.raises(NotReady, match="still loading"):
         model.load()
+
+
+@pytest.mark.parametrize("fault", ["raises", "disagrees"])
+def test_a_failing_fast_path_falls_back_to_sklearn_at_load(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    def broken(self: FastPath, texts: list[str]) -> np.ndarray:
+        if fault == "raises":
+            raise RuntimeError("kernel exploded")
+        return np.zeros((len(texts), 3))
+
+    monkeypatch.setattr(FastPath, "predict_proba", broken)
+    model = make_model(tiny_model_dir)
+    assert model.ready
+    assert model.inference_path == "sklearn"
+    response, _ = asyncio.run(model({"instances": ["what a great day"]}))
+    assert sum(response["predictions"][0]["probabilities"].values()) == pytest.approx(1.0)
 
 
 def test_concurrent_requests_are_batched_and_answered_correctly(tiny_model_dir: Path,
