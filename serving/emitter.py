@@ -2,7 +2,8 @@
 
 A request hands one compact record (its texts and probability matrix) to :meth:`EventEmitter.submit`, which only
 appends to a deque: no serialisation, no hashing, no I/O on the request path. A background task on the same event
-loop turns records into :func:`serving.events.make_event` objects, POSTs them as NDJSON in batches of at most
+loop encodes records (:class:`serving.events.EventEncoder`) in slices of ``ENCODE_SLICE`` events, giving the loop
+back between slices so requests never wait behind a whole batch, and POSTs them as NDJSON in batches of at most
 ``batch_size`` and at least every ``flush_interval_s``, and counts what was sent. When more than ``queue_size``
 events wait (sidecar slow or down), new ones are dropped and counted; a failed POST drops its batch and is counted.
 Nothing here raises into a request.
@@ -19,14 +20,14 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
-import orjson
 
-from serving.events import make_event
+from serving.events import EventEncoder
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
+ENCODE_SLICE = 32
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,8 @@ class EventContext:
     log_text: bool
 
 
-@dataclass(frozen=True)
-class _Record:
-    request_id: str
-    ts: float
-    protocol: str
-    texts: list[str]
-    probs: np.ndarray
-    latency_ms: float
+_Record = tuple[str, float, str, list[str], np.ndarray, float]
+"""request id, time, protocol, texts, probabilities, latency in ms: one request's events, not yet encoded."""
 
 
 class EventEmitter:
@@ -72,7 +67,12 @@ class EventEmitter:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.timeout_s = timeout_s
+        self._encoder = EventEncoder(
+            context.model_name, context.model_version, context.track, context.environment, context.classes,
+            context.log_text,
+        )
         self._records: deque[_Record] = deque()
+        self._rows: list[list[float]] | None = None  # probabilities of the head record as lists, once taken
         self._queued = 0
         self._offset = 0  # events of the head record already sent
         self._task: asyncio.Task[None] | None = None
@@ -96,7 +96,7 @@ class EventEmitter:
             self.dropped += n
             self._metrics.event("dropped_queue_full", n)
             return
-        self._records.append(_Record(request_id, time.time(), protocol, texts, probs, latency_ms))
+        self._records.append((request_id, time.time(), protocol, texts, probs, latency_ms))
         self._queued += n
         if self._task is None:
             self._start()
@@ -108,27 +108,30 @@ class EventEmitter:
         self._wake = asyncio.Event()
         self._task = loop.create_task(self._run(), name="kube-sentiment-events")
 
-    def _take(self) -> list[bytes]:
-        """Serialise up to ``batch_size`` queued events into NDJSON lines."""
-        ctx = self.context
+    def _take(self, limit: int) -> list[bytes]:
+        """Encode up to ``limit`` queued events into NDJSON lines."""
         lines: list[bytes] = []
-        while self._records and len(lines) < self.batch_size:
-            rec = self._records[0]
-            end = min(len(rec.texts), self._offset + self.batch_size - len(lines))
-            for i in range(self._offset, end):
-                event = make_event(
-                    request_id=rec.request_id, index=i, ts=rec.ts, model_name=ctx.model_name,
-                    model_version=ctx.model_version, track=ctx.track, environment=ctx.environment,
-                    protocol=rec.protocol, text=rec.texts[i], log_text=ctx.log_text, classes=ctx.classes,
-                    probabilities=rec.probs[i].tolist(), latency_ms=rec.latency_ms,
-                )
-                lines.append(orjson.dumps(event))
-            if end == len(rec.texts):
+        while self._records and len(lines) < limit:
+            request_id, ts, protocol, texts, probs, latency_ms = self._records[0]
+            if self._rows is None:
+                self._rows = probs.tolist()
+            end = min(len(texts), self._offset + limit - len(lines))
+            lines += self._encoder.lines(request_id, ts, protocol, texts, self._rows, latency_ms, self._offset, end)
+            if end == len(texts):
                 self._records.popleft()
                 self._offset = 0
+                self._rows = None
             else:
                 self._offset = end
         self._queued -= len(lines)
+        return lines
+
+    async def _take_batch(self) -> list[bytes]:
+        """Encode up to ``batch_size`` events, a slice at a time, letting requests run between slices."""
+        lines = self._take(min(ENCODE_SLICE, self.batch_size))
+        while self._queued and len(lines) < self.batch_size:
+            await asyncio.sleep(0)
+            lines += self._take(min(ENCODE_SLICE, self.batch_size - len(lines)))
         return lines
 
     async def _send(self, lines: list[bytes]) -> None:
@@ -168,7 +171,7 @@ class EventEmitter:
             self._wake.clear()
             try:
                 while self._queued:
-                    lines = self._take()
+                    lines = await self._take_batch()
                     self._metrics.queued(self._queued)
                     await self._send(lines)
                     if self._failing or self._queued < self.batch_size:
@@ -182,7 +185,7 @@ class EventEmitter:
         """Send everything queued now (for shutdown and tests), bounded by ``deadline_s``."""
         end = time.monotonic() + deadline_s
         while self._queued and time.monotonic() < end:
-            await self._send(self._take())
+            await self._send(self._take(self.batch_size))
         self._metrics.queued(self._queued)
 
     def drain(self, deadline_s: float = 5.0) -> None:
@@ -190,7 +193,7 @@ class EventEmitter:
         end = time.monotonic() + deadline_s
         with httpx.Client(timeout=min(self.timeout_s, deadline_s)) as client:
             while self._queued and time.monotonic() < end:
-                lines = self._take()
+                lines = self._take(self.batch_size)
                 try:
                     response = client.post(self.url, content=b"\n".join(lines) + b"\n",
                                            headers={"content-type": NDJSON})

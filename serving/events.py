@@ -30,6 +30,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal, TypedDict
 
+import orjson
+
 SCHEMA = "kube-sentiment.prediction/v1"
 Protocol = Literal["v1", "v2-rest", "v2-grpc"]
 Track = Literal["stable", "canary"]
@@ -96,6 +98,45 @@ def make_event(
         confidence=probs[label],
         latency_ms=latency_ms,
     )
+
+
+class EventEncoder:
+    """Encodes events to NDJSON lines, equal (as JSON) to ``orjson.dumps(make_event(...))`` but several times faster.
+
+    The predictor-wide fields (schema, model, track, environment) are encoded once; per event only the varying
+    fields go through ``orjson``. ``tests/serving`` asserts the equality with :func:`make_event`.
+    """
+
+    def __init__(
+        self, model_name: str, model_version: str, track: str, environment: str, classes: tuple[str, ...],
+        log_text: bool,
+    ) -> None:
+        """Encode the constant fields."""
+        constant = {"schema": SCHEMA, "model_name": model_name, "model_version": model_version, "track": track,
+                    "environment": environment}
+        self._prefix = orjson.dumps(constant)[:-1] + b","
+        self._classes = classes
+        self._log_text = log_text
+
+    def lines(
+        self, request_id: str, ts: float, protocol: str, texts: list[str], rows: list[list[float]],
+        latency_ms: float, start: int, end: int,
+    ) -> list[bytes]:
+        """The lines of texts ``start..end-1`` of one request (``rows``: their probability rows, class order)."""
+        classes, prefix, log_text = self._classes, self._prefix, self._log_text
+        dumps, sha256 = orjson.dumps, hashlib.sha256
+        out = []
+        for i in range(start, end):
+            text, row = texts[i], rows[i]
+            confidence = max(row)
+            out.append(prefix + dumps({
+                "id": f"{request_id}:{i}", "request_id": request_id, "ts": ts, "protocol": protocol,
+                "text": text if log_text else None, "text_sha256": sha256(text.encode()).hexdigest(),
+                "text_length": len(text), "label": classes[row.index(confidence)],
+                "probabilities": dict(zip(classes, row, strict=True)), "confidence": confidence,
+                "latency_ms": latency_ms,
+            })[1:])
+        return out
 
 
 def validate_event(obj: Any) -> PredictionEvent:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from kserve import InferInput, InferRequest
 from kserve.errors import InvalidInput, ModelNotReady
@@ -17,7 +18,7 @@ from serving.__main__ import build_parser, main, settings_from_args
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import ModelLoadError, NotReady, Overloaded
-from serving.events import validate_event
+from serving.events import EventEncoder, make_event, validate_event
 from serving.fastpath import FastPath
 from serving.loader import find_model_dir, load_local, parse_model_uri
 from serving.metrics import ServingMetrics
@@ -240,6 +241,23 @@ def test_events_are_sent_as_ndjson_in_batches(event_sink: EventSink) -> None:
     assert first["text"] == "good" and first["label"] == "pos" and first["confidence"] == 0.8
     assert registry.get_sample_value(
         "kube_sentiment_events_total", {"model_name": "sentiment", "model_version": "9", "outcome": "sent"}) == 8
+
+
+@pytest.mark.parametrize("log_text", [True, False])
+def test_event_encoder_equals_the_contracts_make_event(log_text: bool) -> None:
+    classes = ("negative", "neutral", "positive")
+    encoder = EventEncoder("sentiment", "7", "canary", "staging", classes, log_text)
+    texts = ["good", 'quotes " and \\ backslashes', "ünïcödé 😀", "tie"]
+    rows = [[0.1, 0.2, 0.7], [0.5, 0.25, 0.25], [0.3, 0.4, 0.3], [0.4, 0.4, 0.2]]
+    lines = encoder.lines("req-1", 1700000000.25, "v2-grpc", texts, rows, 3.5, 1, 4)
+    expected = [
+        make_event(request_id="req-1", index=i, ts=1700000000.25, model_name="sentiment", model_version="7",
+                   track="canary", environment="staging", protocol="v2-grpc", text=texts[i], log_text=log_text,
+                   classes=classes, probabilities=rows[i], latency_ms=3.5)
+        for i in range(1, 4)
+    ]
+    assert [orjson.loads(line) for line in lines] == expected
+    assert all(b"\n" not in line for line in lines)
 
 
 def test_events_are_dropped_and_counted_when_the_queue_is_full_or_the_sidecar_is_down() -> None:
