@@ -73,7 +73,10 @@ class EventEmitter:
         )
         self._records: deque[_Record] = deque()
         self._rows: list[list[float]] | None = None  # probabilities of the head record as lists, once taken
-        self._queued = 0
+        self._queued = 0  # accepted and not yet sent or dropped: waiting in records, or encoded
+        self._waiting = 0  # not yet encoded
+        self._encoded: list[bytes] = []  # encoded and not yet sent or dropped; kept when a send is interrupted
+        self._sending = asyncio.Lock()  # one batch in flight at a time (background sender or flush)
         self._offset = 0  # events of the head record already sent
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -84,7 +87,7 @@ class EventEmitter:
 
     @property
     def queued(self) -> int:
-        """Events waiting in memory."""
+        """Events in memory: accepted and not yet sent or dropped."""
         return self._queued
 
     def submit(
@@ -98,6 +101,7 @@ class EventEmitter:
             return
         self._records.append((request_id, time.time(), protocol, texts, probs, latency_ms))
         self._queued += n
+        self._waiting += n
         if self._task is None:
             self._start()
         if self._queued >= self.batch_size and self._wake is not None:
@@ -123,32 +127,35 @@ class EventEmitter:
                 self._rows = None
             else:
                 self._offset = end
-        self._queued -= len(lines)
+        self._waiting -= len(lines)
         return lines
 
-    async def _take_batch(self) -> list[bytes]:
-        """Encode up to ``batch_size`` events, a slice at a time, letting requests run between slices."""
-        lines = self._take(min(ENCODE_SLICE, self.batch_size))
-        while self._queued and len(lines) < self.batch_size:
+    async def _encode_batch(self) -> None:
+        """Encode up to ``batch_size`` events into ``_encoded``, a slice at a time, letting requests run between."""
+        while self._waiting and len(self._encoded) < self.batch_size:
+            self._encoded += self._take(min(ENCODE_SLICE, self.batch_size - len(self._encoded)))
             await asyncio.sleep(0)
-            lines += self._take(min(ENCODE_SLICE, self.batch_size - len(lines)))
-        return lines
 
-    async def _send(self, lines: list[bytes]) -> None:
-        """POST one batch; count it as sent or dropped. Never raises."""
+    async def _send_encoded(self) -> None:
+        """POST the encoded batch; count it as sent or dropped. Never raises (but may be cancelled: then the batch
+        stays encoded, and ``drain`` sends it)."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        body = b"\n".join(lines) + b"\n"
+        body = b"\n".join(self._encoded) + b"\n"
         try:
             response = await self._client.post(self.url, content=body, headers={"content-type": NDJSON})
             ok = response.status_code < 300
             problem = f"HTTP {response.status_code}"
         except httpx.HTTPError as e:
             ok, problem = False, f"{type(e).__name__}: {e}"
-        self._account(len(lines), ok, problem)
+        self._account(ok, problem)
 
-    def _account(self, n: int, ok: bool, problem: str) -> None:
-        """Count a batch of ``n`` events as sent or dropped; log transitions between working and failing."""
+    def _account(self, ok: bool, problem: str) -> None:
+        """Count the encoded batch as sent or dropped and forget it; log transitions between working and failing."""
+        n = len(self._encoded)
+        self._encoded = []
+        self._queued -= n
+        self._metrics.queued(self._queued)
         if ok:
             self.sent += n
             self._metrics.event("sent", n)
@@ -166,41 +173,48 @@ class EventEmitter:
         """Send whatever is queued every flush interval, or sooner when a full batch is waiting."""
         assert self._wake is not None
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation of aclose()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
-                while self._queued:
-                    lines = await self._take_batch()
-                    self._metrics.queued(self._queued)
-                    await self._send(lines)
-                    if self._failing or self._queued < self.batch_size:
-                        break  # a partial batch (or a failing sidecar) waits for the next interval
+                async with self._sending:
+                    while self._queued:
+                        await self._encode_batch()
+                        await self._send_encoded()
+                        if self._failing or self._waiting < self.batch_size:
+                            break  # a partial batch (or a failing sidecar) waits for the next interval
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not stop the sender for good
                 log.exception("prediction event sender failed; continuing")
 
     async def flush(self, deadline_s: float = 5.0) -> None:
-        """Send everything queued now (for shutdown and tests), bounded by ``deadline_s``."""
+        """Send everything queued now, including a batch the background sender has in flight (for tests and
+        benchmarks), bounded by ``deadline_s``."""
         end = time.monotonic() + deadline_s
-        while self._queued and time.monotonic() < end:
-            await self._send(self._take(self.batch_size))
-        self._metrics.queued(self._queued)
+        async with self._sending:
+            while self._queued and time.monotonic() < end:
+                if not self._encoded:
+                    self._encoded = self._take(self.batch_size)
+                await self._send_encoded()
 
     def drain(self, deadline_s: float = 5.0) -> None:
-        """Send what is still queued after the event loop has stopped (graceful shutdown), within ``deadline_s``."""
+        """Send what is still queued after the event loop has stopped (graceful shutdown), within ``deadline_s``,
+        starting with a batch whose send the stop interrupted."""
         end = time.monotonic() + deadline_s
         with httpx.Client(timeout=min(self.timeout_s, deadline_s)) as client:
             while self._queued and time.monotonic() < end:
-                lines = self._take(self.batch_size)
+                if not self._encoded:
+                    self._encoded = self._take(self.batch_size)
                 try:
-                    response = client.post(self.url, content=b"\n".join(lines) + b"\n",
+                    response = client.post(self.url, content=b"\n".join(self._encoded) + b"\n",
                                            headers={"content-type": NDJSON})
                     ok, problem = response.status_code < 300, f"HTTP {response.status_code}"
                 except httpx.HTTPError as e:
                     ok, problem = False, f"{type(e).__name__}: {e}"
-                self._account(len(lines), ok, problem)
+                self._account(ok, problem)
         if self._queued:
             log.warning("shutdown: %d prediction events not sent within %.0fs", self._queued, deadline_s)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +244,56 @@ def test_events_are_sent_as_ndjson_in_batches(event_sink: EventSink) -> None:
     assert first["text"] == "good" and first["label"] == "pos" and first["confidence"] == 0.8
     assert registry.get_sample_value(
         "kube_sentiment_events_total", {"model_name": "sentiment", "model_version": "9", "outcome": "sent"}) == 8
+
+
+def test_flush_waits_for_the_batch_the_background_sender_has_in_flight(event_sink: EventSink) -> None:
+    em, _ = emitter(event_sink.url, batch_size=40, queue_size=10_000)
+    probs = np.array([[0.2, 0.8]])
+
+    async def run() -> None:
+        for i in range(3000):
+            em.submit(f"race-{i}", "v1", ["good"], probs, 1.0)
+            if i % 100 == 0:
+                await asyncio.sleep(0.001)  # the background sender takes and sends batches meanwhile
+        await em.flush(deadline_s=30)
+        await em.aclose()
+
+    asyncio.run(run())
+    ids = [e["id"] for e in event_sink.snapshot() if e["request_id"].startswith("race-")]
+    assert em.sent == 3000 and em.queued == 0 and em.dropped == 0
+    assert sorted(ids) == sorted(f"race-{i}:0" for i in range(3000))
+
+
+def test_a_send_interrupted_at_shutdown_is_sent_by_drain(event_sink: EventSink) -> None:
+    stalled = threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # never answers: the sender is stopped while waiting here
+            stalled.set()
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            time.sleep(5)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    em, _ = emitter(f"http://127.0.0.1:{server.server_address[1]}/v1/events", batch_size=10, timeout_s=30)
+
+    async def run() -> None:
+        em.submit("cut", "v1", ["good"] * 4, np.array([[0.2, 0.8]] * 4), 1.0)
+        while not stalled.is_set():
+            await asyncio.sleep(0.01)  # the background sender's POST is in flight
+        await em.aclose()  # the server stops: the send is cancelled
+
+    asyncio.run(run())
+    server.shutdown()
+    server.server_close()
+    assert em.queued == 4 and em.sent == 0  # not lost, not counted as sent
+    em.url = event_sink.url
+    em.drain(deadline_s=10)
+    assert em.queued == 0 and em.sent == 4
+    assert {e["id"] for e in event_sink.snapshot() if e["request_id"] == "cut"} == {f"cut:{i}" for i in range(4)}
 
 
 @pytest.mark.parametrize("log_text", [True, False])
