@@ -1,12 +1,13 @@
 """Serving benchmark: our predictor beside the standard predictor (baseline) and a do-nothing model (ceiling).
 
-    .venv/bin/python -m bench.serve_bench [--duration 2] [--rounds 2] [--model_dir DIR] [--markdown FILE]
+    .venv/bin/python -m bench.serve_bench [--duration 6] [--slice 0.5] [--model_dir DIR] [--markdown FILE]
 
 All servers are the same ``kserve.ModelServer`` (same flags, same logging), all started in this run and each pinned
-to core 0 with ``taskset`` (only the one under load uses CPU); every cell runs the servers back to back, in
-``--rounds`` rounds keeping each cell's best, so background load on a shared machine hits them alike. The load
-generator (an asyncio HTTP/1.1 keep-alive client and a ``grpc.aio`` client, below) and the event sink run pinned
-to core 1. A full run takes about 4 minutes. Servers:
+to core 0 with ``taskset`` (only the one under load uses CPU). Within a cell (protocol, concurrency, texts per
+request) one load process drives all the cell's servers in turns of ``--slice`` seconds until each has had
+``--duration`` seconds, so a neighbour's load on a shared machine falls on all of them alike. The load generator
+(an asyncio HTTP/1.1 keep-alive client and a ``grpc.aio`` client, below) and the event sink run pinned to core 1.
+A full run takes about 4 minutes. Servers:
 
 - ``noop``: a ``kserve.Model`` that returns a constant one-text answer without looking at the input (the ceiling).
 - ``baseline``: the standard way: a ``kserve.Model`` whose ``predict`` calls the pipeline's ``predict_proba``.
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,7 @@ def _texts() -> list[str]:
     return list(json.loads(TEXTS_FILE.read_text()))
 
 
-def _http_requests(protocol: str, texts: list[str], per_request: int, count: int) -> list[bytes]:
-    path = f"/v1/models/{MODEL}:predict" if protocol == "v1" else f"/v2/models/{MODEL}/infer"
+def _http_requests(protocol: str, texts: list[str], per_request: int, count: int, path: str) -> list[bytes]:
     out = []
     for i in range(count):
         chunk = [texts[(i * per_request + j) % len(texts)] for j in range(per_request)]
@@ -150,9 +150,10 @@ def _http_requests(protocol: str, texts: list[str], per_request: int, count: int
 _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 
 
-async def _http_worker(port: int, requests: list[bytes], offset: int, stop_at: float,
-                       latencies: list[float], errors: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _http_worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], requests: list[bytes], offset: int,
+                       stop_at: float, latencies: list[float], errors: list[int]) -> int:
+    """Send requests one after the other on a kept-alive connection until ``stop_at``; returns the next offset."""
+    reader, writer = conn
     i, n = offset, len(requests)
     clock = time.perf_counter
     while clock() < stop_at:
@@ -166,14 +167,11 @@ async def _http_worker(port: int, requests: list[bytes], offset: int, stop_at: f
         latencies.append(clock() - started)
         if head[9:12] != b"200":
             errors.append(int(head[9:12]))
-    writer.close()
+    return i
 
 
-async def _grpc_run(port: int, texts: list[str], per_request: int, concurrency: int, seconds: float,
-                    latencies: list[float], errors: list[int]) -> None:
-    import grpc
+def _grpc_messages(texts: list[str], per_request: int) -> list[Any]:
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
     messages = []
     for i in range(500):
@@ -181,54 +179,96 @@ async def _grpc_run(port: int, texts: list[str], per_request: int, concurrency: 
         messages.append(pb.ModelInferRequest(model_name=MODEL, inputs=[pb.ModelInferRequest.InferInputTensor(
             name="text", datatype="BYTES", shape=[len(chunk)],
             contents=pb.InferTensorContents(bytes_contents=chunk))]))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = GRPCInferenceServiceStub(channel)
-        await stub.ModelInfer(messages[0])
-        stop_at = time.perf_counter() + seconds
-
-        async def worker(offset: int) -> None:
-            i, clock = offset, time.perf_counter
-            while clock() < stop_at:
-                started = clock()
-                try:
-                    await stub.ModelInfer(messages[i % len(messages)])
-                except grpc.aio.AioRpcError as e:
-                    errors.append(e.code().value[0])
-                latencies.append(clock() - started)
-                i += 1
-
-        await asyncio.gather(*[worker(k * 37) for k in range(concurrency)])
+    return messages
 
 
-def load(protocol: str, http_port: int, grpc_port: int, concurrency: int, per_request: int, seconds: float,
-         warmup: float) -> dict[str, Any]:
-    """Closed-loop load: ``concurrency`` connections (or gRPC streams) each sending the next request at once."""
+async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: float, latencies: list[float],
+                       errors: list[int]) -> int:
+    import grpc
+
+    i, clock = offset, time.perf_counter
+    while clock() < stop_at:
+        started = clock()
+        try:
+            await stub.ModelInfer(messages[i % len(messages)])
+        except grpc.aio.AioRpcError as e:
+            errors.append(e.code().value[0])
+        latencies.append(clock() - started)
+        i += 1
+    return i
+
+
+@dataclass
+class _Tally:
+    """What one target's measured slices add up to."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_request: int, seconds: float,
+         warmup: float, slice_s: float) -> list[dict[str, Any]]:
+    """Closed-loop load on every ``(http_port, grpc_port)`` target: ``concurrency`` kept-alive connections (or gRPC
+    calls in flight) per target, each sending its next request as soon as the answer is in.
+
+    The targets take turns in slices of ``slice_s`` seconds until each has had ``seconds``, so a neighbour's load on
+    a shared machine falls on all of them alike; a target's req/s is its requests over its own slices.
+    """
+    import grpc
     import uvloop
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
     texts = _texts()
-    result: dict[str, Any] = {}
+    path = f"/v1/models/{MODEL}:predict" if protocol == "v1" else f"/v2/models/{MODEL}/infer"
+    http_requests = _http_requests(protocol, texts, per_request, 500, path) if protocol != "grpc" else []
+    messages = _grpc_messages(texts, per_request) if protocol == "grpc" else []
 
-    async def run() -> None:
-        for phase, length in (("warmup", warmup), ("measure", seconds)):
+    async def run() -> list[dict[str, Any]]:
+        channels, workers = [], []
+        for http_port, grpc_port in targets:
+            if protocol == "grpc":
+                channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+                channels.append(channel)
+                stub = GRPCInferenceServiceStub(channel)
+                workers.append([lambda stop, lat, err, off, stub=stub: _grpc_worker(stub, messages, off, stop, lat,
+                                                                                    err)] * concurrency)
+            else:
+                conns = [await asyncio.open_connection("127.0.0.1", http_port) for _ in range(concurrency)]
+                workers.append([lambda stop, lat, err, off, conn=conn: _http_worker(conn, http_requests, off, stop,
+                                                                                    lat, err) for conn in conns])
+        offsets = [[k * 37 for k in range(concurrency)] for _ in targets]
+        stats = [_Tally() for _ in targets]
+
+        async def turn(t: int, length: float, record: bool) -> None:
             latencies: list[float] = []
             errors: list[int] = []
             started = time.perf_counter()
-            if protocol == "grpc":
-                await _grpc_run(grpc_port, texts, per_request, concurrency, length, latencies, errors)
-            else:
-                requests = _http_requests(protocol, texts, per_request, 500)
-                stop_at = time.perf_counter() + length
-                await asyncio.gather(*[_http_worker(http_port, requests, k * 37, stop_at, latencies, errors)
-                                       for k in range(concurrency)])
-            elapsed = time.perf_counter() - started
-            if phase == "measure":
-                lat = np.array(latencies) * 1000.0
-                result.update(requests=len(latencies), errors=len(errors), seconds=elapsed,
-                              rps=len(latencies) / elapsed, texts_per_s=len(latencies) * per_request / elapsed,
-                              p50_ms=float(np.percentile(lat, 50)), p99_ms=float(np.percentile(lat, 99)))
+            stop_at = started + length
+            offsets[t] = list(await asyncio.gather(*[w(stop_at, latencies, errors, off)
+                                                     for w, off in zip(workers[t], offsets[t], strict=True)]))
+            if record:
+                stats[t].latencies += latencies
+                stats[t].errors += errors
+                stats[t].elapsed += time.perf_counter() - started
 
-    uvloop.run(run())
-    return result
+        for t in range(len(targets)):
+            await turn(t, warmup, record=False)
+        for _ in range(max(1, round(seconds / slice_s))):
+            for t in range(len(targets)):
+                await turn(t, slice_s, record=True)
+        for channel in channels:
+            await channel.close()
+        results = []
+        for st in stats:
+            lat = np.array(st.latencies) * 1000.0
+            n, elapsed = len(lat), st.elapsed
+            results.append({"requests": n, "errors": len(st.errors), "seconds": elapsed, "rps": n / elapsed,
+                            "texts_per_s": n * per_request / elapsed, "p50_ms": float(np.percentile(lat, 50)),
+                            "p99_ms": float(np.percentile(lat, 99))})
+        return results
+
+    return uvloop.run(run())
 
 
 # --- orchestration ------------------------------------------------------------------------------------------------
@@ -291,14 +331,16 @@ def _stop(server: Server) -> None:
         server.process.wait()
 
 
-def _run_load(server: Server, protocol: str, concurrency: int, per_request: int, seconds: float) -> dict[str, Any]:
+def _run_load(servers: list[Server], protocol: str, concurrency: int, per_request: int, seconds: float,
+              slice_s: float) -> list[dict[str, Any]]:
+    targets = ",".join(f"{server.http_port}:{server.grpc_port}" for server in servers)
     out = subprocess.run(
         ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.serve_bench", "load", "--api", protocol,
-         "--http_port", str(server.http_port), "--grpc_port", str(server.grpc_port), "-c", str(concurrency),
-         "--per_request", str(per_request), "--duration", str(seconds)],
-        capture_output=True, text=True, cwd=REPO, timeout=seconds * 4 + 120, check=True,
+         "--targets", targets, "-c", str(concurrency), "--per_request", str(per_request), "--duration", str(seconds),
+         "--slice", str(slice_s)],
+        capture_output=True, text=True, cwd=REPO, timeout=len(servers) * (seconds + 1) * 4 + 120, check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def _sink_command(port: int) -> list[str]:
@@ -327,6 +369,41 @@ def sink(port: int) -> None:
     uvloop.run(run())
 
 
+def emitter_cost(sink_port: int, count: int = 20_000) -> float:
+    """CPU µs per event of the whole emitter path (submit, encode, POST to the sink), measured in this process.
+
+    Steadier than comparing two servers' req/s on a shared machine: it is the time the predictor's core spends per
+    event, to be set against its time per request.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from serving.emitter import EventContext, EventEmitter
+    from serving.metrics import ServingMetrics
+
+    texts = (_texts() * (count // len(_texts()) + 1))[:count]
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=count)
+    metrics = ServingMetrics(MODEL, "bench", "stable", CollectorRegistry())
+    context = EventContext(MODEL, "bench", "stable", "bench", ("negative", "neutral", "positive"), True)
+
+    async def run() -> float:
+        emitter = EventEmitter(f"http://127.0.0.1:{sink_port}/v1/events", context, metrics, queue_size=count + 1,
+                               batch_size=500)
+        emitter.submit("bench-warm-up", "v1", ["warm up"], probs[:1], 1.0)
+        await emitter.flush()  # the HTTP client and its connection exist before the clock starts
+        started = time.process_time()
+        for i, text in enumerate(texts):
+            emitter.submit(f"bench-{i}", "v1", [text], probs[i : i + 1], 1.0)
+        await emitter.flush(deadline_s=120)
+        used = time.process_time() - started
+        await emitter.aclose()
+        if emitter.sent != count + 1:
+            raise SystemExit(f"emitter cost: {emitter.sent} of {count + 1} events reached the sink "
+                             f"({emitter.dropped} dropped, {emitter.queued} left)")
+        return used / count * 1e6
+
+    return asyncio.run(run())
+
+
 def _model_dir(rows: int) -> Path:
     """A model directory fitted with the default training settings on ``rows`` training rows (cached)."""
     path = CACHE / f"model-{rows}"
@@ -348,9 +425,9 @@ PROTOCOLS = ("v1", "v2", "grpc")
 PROTOCOL_NAMES = {"v1": "V1 REST", "v2": "V2 REST", "grpc": "V2 gRPC"}
 
 
-def benchmark(model_dir: Path, seconds: float, rounds: int, log_dir: Path) -> dict[str, Any]:
-    """Start the four servers (idle ones use no CPU), then run every cell for each server back to back, ``rounds``
-    times, keeping each cell's best round: a neighbour's passing load then hurts all servers of a cell alike."""
+def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) -> dict[str, Any]:
+    """Start the four servers (idle ones use no CPU), then run every cell with its servers taking turns in slices
+    of ``slice_s`` seconds until each has had ``seconds``: a neighbour's passing load hurts them alike."""
     sink_port = _free_port()
     sink_proc = subprocess.Popen(_sink_command(sink_port), cwd=REPO)
     python = sys.executable
@@ -367,29 +444,28 @@ def benchmark(model_dir: Path, seconds: float, rounds: int, log_dir: Path) -> di
              for p in PROTOCOLS for c in (8, 32)]
     cells += [(p, 8, 64, ["baseline", "ours"]) for p in PROTOCOLS]
     servers: dict[str, Server] = {}
-    best: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    results: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     try:
         for name, (command, env) in commands.items():
             servers[name] = _start(name, command, env, log_dir)
-        for _ in range(rounds):
-            for protocol, concurrency, per_request, names in cells:
-                for name in names:
-                    result = _run_load(servers[name], protocol, concurrency, per_request, seconds)
-                    key = (name, protocol, concurrency, per_request)
-                    if key not in best or result["rps"] > best[key]["rps"]:
-                        best[key] = result
-                    print(f"{name:12s} {PROTOCOL_NAMES[protocol]:8s} c={concurrency:<3d} x{per_request:<3d} "
-                          f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-                          f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}", file=sys.stderr)
+        for protocol, concurrency, per_request, names in cells:
+            measured = _run_load([servers[n] for n in names], protocol, concurrency, per_request, seconds, slice_s)
+            for name, result in zip(names, measured, strict=True):
+                results[(name, protocol, concurrency, per_request)] = result
+                print(f"{name:12s} {PROTOCOL_NAMES[protocol]:8s} c={concurrency:<3d} x{per_request:<3d} "
+                      f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+                      f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}", file=sys.stderr)
         rss = {name: server.peak_rss_mb() for name, server in servers.items()}
+        event_us = emitter_cost(sink_port)
     finally:
         for server in servers.values():
             _stop(server)
         sink_proc.terminate()
         sink_proc.wait()
     return {
-        "cells": [{"server": k[0], "protocol": k[1], "c": k[2], "per_request": k[3], **v} for k, v in best.items()],
+        "cells": [{"server": k[0], "protocol": k[1], "c": k[2], "per_request": k[3], **v} for k, v in results.items()],
         "rss": rss,
+        "emitter_us_per_event": event_us,
     }
 
 
@@ -404,8 +480,8 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     """The markdown report: machine, the single-text table, the 64-text table, event cost, RSS."""
     lines = [
         f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generator and event "
-        f"sink on core {LOAD_CORE}; {meta['duration']} s per cell after a 1 s warm-up, best of {meta['rounds']} "
-        f"rounds; model: {meta['model']}.",
+        f"sink on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until each has had "
+        f"{meta['duration']} s (after a 1 s warm-up each); model: {meta['model']}.",
         f"Load average when the run started: {meta['load']}.",
         "",
         "Single-text requests (closed loop, client-side latency):",
@@ -441,6 +517,11 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
         if ours and events:
             lines.append(f"| {PROTOCOL_NAMES[protocol]} | {ours['rps']:.0f} | {events['rps']:.0f} "
                          f"| {1 - events['rps'] / ours['rps']:.1%} |")
+    ours32 = [_cell(results, "ours", p, 32, 1) for p in PROTOCOLS]
+    fastest = max(c["rps"] for c in ours32 if c)
+    lines += ["", f"Emitter CPU per event, measured in-process (submit, encode, POST to the sink): "
+              f"{results['emitter_us_per_event']:.1f} µs, i.e. {results['emitter_us_per_event'] * fastest / 1e6:.1%} "
+              f"of ours' time per single-text request at its fastest ({fastest:.0f} req/s)."]
     lines += ["", "Peak RSS of each server process (MB): "
               + ", ".join(f"{k} {v:.0f}" for k, v in results["rss"].items()) + ".", ""]
     errors = sum(c["errors"] for c in results["cells"])
@@ -454,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="role")
     run_p = sub.add_parser("run", help="run the whole benchmark (default)")
     for p in (parser, run_p):
-        p.add_argument("--duration", type=float, default=2.0, help="seconds measured per cell and round")
-        p.add_argument("--rounds", type=int, default=2, help="rounds over all cells; each cell keeps its best")
+        p.add_argument("--duration", type=float, default=6.0, help="seconds measured per server and cell")
+        p.add_argument("--slice", type=float, default=0.5, help="seconds per turn of a server within a cell")
         p.add_argument("--model_dir", type=Path, default=None, help="model directory (default: fit one, cached)")
         p.add_argument("--train_rows", type=int, default=8000, help="training rows of the fitted model")
         p.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
@@ -466,11 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     serve_p.add_argument("--grpc_port", type=int, required=True)
     load_p = sub.add_parser("load")
     load_p.add_argument("--api", choices=PROTOCOLS, required=True)
-    load_p.add_argument("--http_port", type=int, required=True)
-    load_p.add_argument("--grpc_port", type=int, required=True)
+    load_p.add_argument("--targets", required=True, help="http_port:grpc_port[,http_port:grpc_port...]")
     load_p.add_argument("-c", type=int, required=True)
     load_p.add_argument("--per_request", type=int, default=1)
     load_p.add_argument("--duration", type=float, required=True)
+    load_p.add_argument("--slice", type=float, default=0.5)
     sink_p = sub.add_parser("sink")
     sink_p.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
@@ -479,8 +560,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.kind, args.model_dir, args.http_port, args.grpc_port)
         return 0
     if args.role == "load":
-        print(json.dumps(load(args.api, args.http_port, args.grpc_port, args.c, args.per_request,
-                              args.duration, warmup=1.0)))
+        targets = [(int(h), int(g)) for h, g in (t.split(":") for t in args.targets.split(","))]
+        print(json.dumps(load(args.api, targets, args.c, args.per_request, args.duration, warmup=1.0,
+                              slice_s=args.slice)))
         return 0
     if args.role == "sink":
         sink(args.port)
@@ -496,12 +578,12 @@ def main(argv: list[str] | None = None) -> int:
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                    f"Python {platform.python_version()}",
         "duration": f"{args.duration:g}",
-        "rounds": str(args.rounds),
+        "slice": f"{args.slice:g}",
         "model": "default training settings" + (f" fitted on {args.train_rows} rows" if not args.model_dir else
                                                 f" ({args.model_dir})"),
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
-    results = benchmark(model_dir, args.duration, args.rounds, log_dir)
+    results = benchmark(model_dir, args.duration, args.slice, log_dir)
     report = render(results, meta)
     print(report)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)", file=sys.stderr)

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             model = build()
             best = min(best, time.perf_counter() - t0)
+        assert model is not None, "--repeat must be at least 1"
         predicted = model.predict(texts)
         rows.append((name, best, f1_score(labels, predicted, average="macro"), accuracy_score(labels, predicted)))
 
