@@ -24,7 +24,7 @@ import numpy as np
 from serving.errors import Overloaded
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     texts: Sequence[str]
     future: asyncio.Future[np.ndarray]

@@ -6,7 +6,9 @@ loop encodes records (:class:`serving.events.EventEncoder`) in slices of ``ENCOD
 back between slices so requests never wait behind a whole batch, and POSTs them as NDJSON in batches of at most
 ``batch_size`` and at least every ``flush_interval_s``, and counts what was sent. When more than ``queue_size``
 events wait (sidecar slow or down), new ones are dropped and counted; a failed POST drops its batch and is counted.
-Nothing here raises into a request.
+A batch stays in memory until the sidecar answered, so a send cut short by shutdown is sent again by
+:meth:`EventEmitter.drain` (at least once; the drift job de-duplicates by event id). Nothing here raises into a
+request.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class EventEmitter:
         self._waiting = 0  # not yet encoded
         self._encoded: list[bytes] = []  # encoded and not yet sent or dropped; kept when a send is interrupted
         self._sending = asyncio.Lock()  # one batch in flight at a time (background sender or flush)
-        self._offset = 0  # events of the head record already sent
+        self._offset = 0  # events of the head record already encoded
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._client: httpx.AsyncClient | None = None

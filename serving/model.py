@@ -132,10 +132,9 @@ class SentimentModel(Model):
         metrics = ServingMetrics(self.name, self.version, s.track, self._registry)
         metrics.set_info(s.environment, proba.kind, self.classes)
         self._metrics = metrics
-        n_classes = len(self.classes)
 
         def on_batch(probs: np.ndarray) -> None:
-            metrics.batch(len(probs), np.bincount(probs.argmax(axis=1), minlength=n_classes).tolist())
+            metrics.batch(len(probs), probs.argmax(axis=1).tolist())
 
         self._batcher = MicroBatcher(
             proba.predict_proba, self.name, s.max_batch_texts, s.max_queued_texts, on_batch=on_batch
@@ -201,12 +200,7 @@ class SentimentModel(Model):
                 raise NotReady(self.name, self.load_error or "the model is not loaded yet")
             if verb is not InferenceVerb.PREDICT:
                 raise BadInput(f"{verb.name.lower()} is not supported by model {self.name!r}; use predict")
-            if protocol == "v1":
-                texts = self._v1_texts(body, headers)
-                request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
-            else:
-                texts = self._v2_texts(body)
-                request_id = body.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            texts = self._v1_texts(body, headers) if protocol == "v1" else self._v2_texts(body)
             probs = await self._batcher.submit(texts)
         except (InvalidInput, ModelNotReady) as e:
             if metrics is not None:
@@ -217,14 +211,17 @@ class SentimentModel(Model):
                 metrics.request(protocol, "internal")
             raise
         labels = self._classes_arr[probs.argmax(axis=1)]
-        if protocol == "v1":
-            response: Any = self._v1_response(labels, probs)
+        # the V2 answer carries the request id; V1 needs one only for events (a uuid costs more than the rest)
+        if is_v2:
+            request_id = body.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            response: Any = self._v2_response(body, request_id, labels, probs)
         else:
-            response = self._v2_response(body, request_id, labels, probs)
+            request_id = (headers or {}).get("x-request-id", "")
+            response = self._v1_response(labels, probs)
         elapsed = time.perf_counter() - started
         metrics.success(protocol, elapsed, len(texts))
         if self._emitter is not None:
-            self._emitter.submit(request_id, protocol, texts, probs, elapsed * 1000.0)
+            self._emitter.submit(request_id or uuid.uuid4().hex, protocol, texts, probs, elapsed * 1000.0)
         return response, {}
 
     def _check_texts(self, items: list[Any], where: str) -> list[str]:
