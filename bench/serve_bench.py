@@ -380,7 +380,8 @@ def emitter_cost(sink_port: int, count: int = 20_000) -> float:
     from serving.emitter import EventContext, EventEmitter
     from serving.metrics import ServingMetrics
 
-    texts = (_texts() * (count // len(_texts()) + 1))[:count]
+    corpus = _texts()
+    texts = (corpus * (count // len(corpus) + 1))[:count]
     probs = np.random.default_rng(0).dirichlet(np.ones(3), size=count)
     metrics = ServingMetrics(MODEL, "bench", "stable", CollectorRegistry())
     context = EventContext(MODEL, "bench", "stable", "bench", ("negative", "neutral", "positive"), True)

@@ -118,6 +118,7 @@ def probabilities(
     home_key = np.empty(widest * (3 * longest + 3), np.int64)
     home_column = np.empty(widest * (3 * longest + 3), np.int64)
     norms = np.empty(blocks.shape[0])
+    values = np.empty(len(extra_ids) + blocks.shape[0] * len(span_start))  # tf-idf of each touched column
     out = np.empty((n_texts, max(n_scores, 2)))
     for r in range(n_texts):
         n_touched = 0
@@ -229,6 +230,7 @@ def probabilities(
             if blocks[b, 3]:
                 tf = np.log(tf) + 1.0
             value = tf * weights[f, 0]
+            values[q] = value
             if blocks[b, 5] == NORM_L2:
                 norms[b] += value * value
             elif blocks[b, 5] == NORM_L1:
@@ -241,11 +243,7 @@ def probabilities(
         out[r, :n_scores] = intercept
         for q in range(n_touched):
             f = touched[q]
-            b = block_of[f]
-            tf = 1.0 if blocks[b, 4] else float(counts[f])
-            if blocks[b, 3]:
-                tf = np.log(tf) + 1.0
-            value = tf * weights[f, 0] / norms[b]
+            value = values[q] / norms[block_of[f]]
             for c in range(n_scores):
                 out[r, c] += value * weights[f, c + 1]
             counts[f] = 0
