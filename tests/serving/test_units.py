@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import threading
 import time
@@ -17,7 +18,7 @@ from kserve.errors import InvalidInput, ModelNotReady
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
-from serving.__main__ import build_parser, main, settings_from_args
+from serving.__main__ import _tune_gc, build_parser, main, settings_from_args
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import ModelLoadError, NotReady, Overloaded
@@ -106,6 +107,19 @@ def test_conflicting_or_bad_settings_exit_with_config_code(capsys: pytest.Captur
     assert main(["--model_uri", "s3://bucket/model", "--tracking_uri", "http://127.0.0.1:1"]) == 78
     assert "must look like models:/" in capsys.readouterr().err
     assert main(["--model_dir", "/x", "--workers", "2"]) == 78
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(100_000, 100_000), (0, None)])
+def test_gc_is_frozen_and_tuned_after_load(threshold: int, expected: int | None) -> None:
+    before = gc.get_threshold()
+    try:
+        _tune_gc(threshold)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (expected or before[0], *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert ServeSettings().gc_threshold == 100_000
 
 
 # --- the model object ---------------------------------------------------------------------------------------------
