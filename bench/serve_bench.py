@@ -41,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".kube-sentiment" / "bench-serve"
 SERVER_CORE, LOAD_CORE = "0", "1"
+SETTLE_S = 0.1  # start of each turn that is load but not measured
 MODEL = "sentiment"
 
 
@@ -152,7 +153,7 @@ _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 
 
 async def _http_worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], requests: list[bytes], offset: int,
-                       stop_at: float, latencies: list[float], errors: list[int]) -> int:
+                       stop_at: float, spans: list[tuple[float, float]], errors: list[int]) -> int:
     """Send requests one after the other on a kept-alive connection until ``stop_at``; returns the next offset."""
     reader, writer = conn
     i, n = offset, len(requests)
@@ -165,7 +166,7 @@ async def _http_worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], 
         match = _CONTENT_LENGTH.search(head)
         if match:
             await reader.readexactly(int(match.group(1)))
-        latencies.append(clock() - started)
+        spans.append((started, clock()))
         if head[9:12] != b"200":
             errors.append(int(head[9:12]))
     return i
@@ -183,8 +184,8 @@ def _grpc_messages(texts: list[str], per_request: int) -> list[Any]:
     return messages
 
 
-async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: float, latencies: list[float],
-                       errors: list[int]) -> int:
+async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: float,
+                       spans: list[tuple[float, float]], errors: list[int]) -> int:
     import grpc
 
     i, clock = offset, time.perf_counter
@@ -194,7 +195,7 @@ async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: flo
             await stub.ModelInfer(messages[i % len(messages)])
         except grpc.aio.AioRpcError as e:
             errors.append(e.code().value[0])
-        latencies.append(clock() - started)
+        spans.append((started, clock()))
         i += 1
     return i
 
@@ -203,6 +204,7 @@ async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: flo
 class _Tally:
     """What one target's measured slices add up to."""
 
+    completed: int = 0
     latencies: list[float] = field(default_factory=list)
     relative: list[float] = field(default_factory=list)  # each latency over the median of its own slice
     errors: list[int] = field(default_factory=list)
@@ -217,7 +219,8 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
     The targets take turns in slices of ``slice_s`` seconds until each has had ``seconds``, so a neighbour's load on
     a shared machine falls on all of them alike; a target's req/s is its requests over its own slices. Besides p50
     and p99 over the whole run, ``p99_over_p50_in_slices`` is the tail within a slice (latencies divided by their
-    slice's median): a closed loop's latencies scale with the machine's speed, which drifts between slices.
+    slice's median): a closed loop's latencies scale with the machine's speed, which drifts between slices. The
+    first ``SETTLE_S`` of each turn is not measured (a server back from idling starts cold).
     """
     import grpc
     import uvloop
@@ -245,18 +248,23 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
         stats = [_Tally() for _ in targets]
 
         async def turn(t: int, length: float, record: bool) -> None:
-            latencies: list[float] = []
+            spans: list[tuple[float, float]] = []  # (sent, answered) of every request
             errors: list[int] = []
-            started = time.perf_counter()
-            stop_at = started + length
-            offsets[t] = list(await asyncio.gather(*[w(stop_at, latencies, errors, off)
+            # A server that sat idle while the others took their turns starts with cold caches and all its
+            # connections' requests arriving at once; the first SETTLE_S of a turn is load, not measurement.
+            measured_from = time.perf_counter() + SETTLE_S
+            stop_at = measured_from + length
+            offsets[t] = list(await asyncio.gather(*[w(stop_at, spans, errors, off)
                                                      for w, off in zip(workers[t], offsets[t], strict=True)]))
+            latencies = [end - sent for sent, end in spans if sent >= measured_from]
             if record and latencies:
-                stats[t].latencies += latencies
+                st = stats[t]
+                st.completed += sum(1 for _, end in spans if end >= measured_from)
+                st.latencies += latencies
                 median = float(np.median(latencies))
-                stats[t].relative += [x / median for x in latencies]
-                stats[t].errors += errors
-                stats[t].elapsed += time.perf_counter() - started
+                st.relative += [x / median for x in latencies]
+                st.errors += errors
+                st.elapsed += max(end for _, end in spans) - measured_from
 
         for t in range(len(targets)):
             await turn(t, warmup, record=False)
@@ -268,7 +276,7 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
         results = []
         for st in stats:
             lat = np.array(st.latencies) * 1000.0
-            n, elapsed = len(lat), st.elapsed
+            n, elapsed = st.completed, st.elapsed
             p50_rel, p99_rel = np.percentile(st.relative, [50, 99])
             results.append({"requests": n, "errors": len(st.errors), "seconds": elapsed, "rps": n / elapsed,
                             "texts_per_s": n * per_request / elapsed, "p50_ms": float(np.percentile(lat, 50)),
@@ -505,7 +513,8 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     lines = [
         f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generator and event "
         f"sink on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until each has had "
-        f"{meta['duration']} s (after a 1 s warm-up each); model: {meta['model']}.",
+        f"{meta['duration']} s (after a 1 s warm-up each; the first {SETTLE_S:g} s of every turn is load but not "
+        f"measured); model: {meta['model']}.",
         f"Load average when the run started: {meta['load']}.",
         "",
         "Single-text requests (closed loop, client-side latency):",
