@@ -193,12 +193,38 @@ def _kernel_table(blocks: list[_Block]) -> np.ndarray | None:
     return kernels.compiled().build_table(codes, terms, bits)  # type: ignore[no-any-return]
 
 
+def _feature_rows(
+    table: np.ndarray, extra_columns: list[np.ndarray], block_of: np.ndarray, idf: np.ndarray, coef_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's ``rows`` (int64) and ``values`` (the same memory as float64), one 64-byte-aligned cache line per
+    slot for up to three classes (see :mod:`serving.kernels`), and the row of every column."""
+    n_slots, n_scores = table.shape[0], coef_t.shape[1]
+    extra = np.concatenate(extra_columns) if extra_columns else np.empty(0, dtype=np.int64)
+    n_rows, width = n_slots + extra.shape[0], -(-(kernels.ROW_COEF + n_scores) // 8) * 8
+    memory = np.zeros(n_rows * width + 8, dtype=np.int64)
+    first = (-memory.ctypes.data // 8) % 8  # rows start on a cache line
+    rows = memory[first : first + n_rows * width].reshape(n_rows, width)
+    rows[:n_slots, kernels.ROW_KEY] = table[:, 0]
+    rows[:n_slots, kernels.ROW_COLUMN] = table[:, 1]
+    rows[n_slots:, kernels.ROW_COLUMN] = extra
+    used = np.flatnonzero(rows[:, kernels.ROW_COLUMN] >= 0)
+    columns = rows[used, kernels.ROW_COLUMN]
+    rows[used, kernels.ROW_BLOCK] = block_of[columns]
+    values = rows.view(np.float64)
+    values[used, kernels.ROW_IDF] = idf[columns]
+    values[used, kernels.ROW_COEF : kernels.ROW_COEF + n_scores] = coef_t[columns]
+    row_of = np.full(block_of.shape[0], -1, dtype=np.int64)
+    row_of[columns] = used
+    return rows, values, row_of
+
+
 class FastPath:
     """``predict_proba`` of a TF-IDF (one vectorizer or a FeatureUnion of them) + linear classifier pipeline.
 
     One compiled call per batch (:func:`serving.kernels.probabilities`); vectorizers the kernel does not reproduce
     (custom token patterns, stop words, accents, case kept, ``char``) run sklearn's own analyzer in Python and
-    hand their columns to the same call. A lock guards the scratch array, so concurrent callers are safe.
+    hand their columns to the same call. A lock serialises the calls (the kernel counts n-grams in its rows), so
+    concurrent callers are safe.
     """
 
     kind = "fast"
@@ -209,19 +235,20 @@ class FastPath:
     ) -> None:
         """Use :meth:`from_pipeline`; this takes the already extracted parameters."""
         n_features = int(idf.shape[0])
-        self._block_of = np.empty(n_features, dtype=np.int8)
+        block_of = np.empty(n_features, dtype=np.int64)
         for i, b in enumerate(blocks):
-            self._block_of[b.offset : b.offset + b.size] = i
+            block_of[b.offset : b.offset + b.size] = i
         self._blocks_of_union = blocks
         self._blocks_param = np.array([b.row() for b in blocks], dtype=np.int64)
         self._extra = [b for b in blocks if b.kind == KIND_EXTRA]
         self._kernel_text = any(b.kind != KIND_EXTRA for b in blocks)
-        self._table = table
+        self._n_slots = int(table.shape[0])
+        extra_columns = [np.arange(b.offset, b.offset + b.size) for b in blocks if b.kind == KIND_EXTRA]
+        self._rows, self._values, self._row_of = _feature_rows(table, extra_columns, block_of, idf, coef_t)
         self._word_char = _word_characters() if any(b.kind == KIND_WORD for b in blocks) else np.zeros(1, np.bool_)
-        self._weights = np.ascontiguousarray(np.column_stack([idf, coef_t]))
-        self._intercept = intercept
+        self._intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         self._rule = _RULES[rule]
-        self._scratch = np.zeros(2 * n_features + 1, dtype=np.int32)
+        self._touched = np.zeros(n_features + 1, dtype=np.int64)
         self._lock = threading.Lock()
         self._no_ids = np.empty(0, dtype=np.int64)
         self._no_codes = np.empty(0, dtype=np.uint32)
@@ -277,7 +304,7 @@ class FastPath:
             for b in self._extra:
                 ids.extend(i for i in map(b.lookup, b.analyze(text)) if i is not None)  # type: ignore[arg-type,misc]
             starts[r + 1] = len(ids)
-        return np.asarray(ids, dtype=np.int64), starts
+        return self._row_of[np.asarray(ids, dtype=np.int64)], starts
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities equal to the pipeline's ``predict_proba`` (float64, ``(n, n_classes)``)."""
@@ -292,8 +319,8 @@ class FastPath:
         extra_ids, extra_start = self._extra_ids(texts)
         with self._lock:
             return kernels.compiled().probabilities(  # type: ignore[no-any-return]
-                codes, starts, extra_ids, extra_start, self._blocks_param, self._word_char, self._table,
-                self._block_of, self._weights, self._intercept, self._rule, self._scratch,
+                codes, starts, extra_ids, extra_start, self._blocks_param, self._word_char, self._rows, self._values,
+                self._n_slots, self._intercept, self._rule, self._touched,
             )
 
 

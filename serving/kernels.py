@@ -4,12 +4,16 @@ The plain Python functions below are compiled by :func:`compiled` on first use (
 texts as arrays of Unicode code points (``str.encode("utf-32-le")``), so no n-gram is ever built as a Python
 string, and everything a lookup touches is laid out for few cache misses (the work is memory-bound):
 
-- ``table``: a power-of-two open-addressing table of ``(hash, column)`` rows (column -1 = empty), indexed by the
-  top bits of the hash: 64-bit FNV-1a over the vectorizer's index (as if it were one more code point) and the
+- the hash table: a power-of-two open-addressing table of ``(hash, column)`` rows (column -1 = empty), indexed by
+  the top bits of the hash: 64-bit FNV-1a over the vectorizer's index (as if it were one more code point) and the
   n-gram's code points, finished with murmur3's mixer. :func:`build_table` refuses a vocabulary in which two
   terms share a hash, so a known n-gram always finds its own column; an unseen n-gram is taken for a known one
   only if its 64-bit hash equals that term's (about ``len(vocabulary) / 2**64`` per n-gram, i.e. never in practice);
-- ``weights``: one ``(idf, coef of every class)`` row per column; ``block_of``: the vectorizer of each column (int8).
+- ``rows``: what :func:`probabilities` reads, the hash table widened so that a slot holds all a feature needs, in
+  one 64-byte cache line: ``ROW_KEY``, ``ROW_COLUMN``, ``ROW_COUNT`` (its count in the current text, 0 at rest),
+  ``ROW_BLOCK`` (its vectorizer) as int64, and, in the same memory seen as float64 (``values``), ``ROW_IDF`` and
+  the coefficient of class ``c`` at ``ROW_COEF + c``. A lookup thus costs one cache miss instead of four (slot,
+  count, vectorizer, weights). Columns of ``KIND_EXTRA`` vectorizers get rows after the hash table's slots.
 
 ``blocks`` is an ``(n_blocks, 7)`` int64 array, one row per vectorizer of the union in feature order, columns
 ``BLOCK_COLUMNS``: ``kind`` (``KIND_EXTRA``: n-grams found by the caller and passed as ``extra_ids``;
@@ -33,6 +37,7 @@ KIND_EXTRA, KIND_WORD, KIND_CHAR_WB = 0, 1, 2
 NORM_NONE, NORM_L1, NORM_L2 = 0, 1, 2
 RULE_OVR, RULE_SOFTMAX, RULE_NB = 0, 1, 2
 BLOCK_COLUMNS = ("kind", "min_n", "max_n", "sublinear", "binary", "norm", "min_token")
+ROW_KEY, ROW_COLUMN, ROW_COUNT, ROW_BLOCK, ROW_IDF, ROW_COEF = 0, 1, 2, 3, 4, 5
 SPACE = 32
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -71,22 +76,22 @@ def probabilities(
     extra_start: Any,
     blocks: Any,
     word_char: Any,
-    table: Any,
-    block_of: Any,
-    weights: Any,
+    rows: Any,
+    values: Any,
+    n_slots: int,
     intercept: Any,
     rule: int,
-    scratch: Any,
+    touched: Any,
 ) -> Any:
     """Class probabilities of every text by the classifier's ``rule`` (``RULE_*``) from the decision scores
     ``X @ coef.T + intercept``, ``X`` being the TF-IDF rows sklearn would build.
 
     ``codes[text_start[r]:text_start[r + 1]]`` is text ``r``, lowercased with runs of whitespace turned into one
     space (kernel blocks only see this form; it gives them the same n-grams as sklearn's analyzers).
-    ``extra_ids[extra_start[r]:extra_start[r + 1]]`` are the 0-based columns found for text ``r`` by the caller for
-    ``KIND_EXTRA`` blocks (one entry per occurrence). ``weights[j]`` is ``(idf, coef of every class)`` of column
-    ``j`` (one cache line per feature). ``scratch`` is a zeroed int32 array of ``2 * n_features + 1`` entries,
-    zeroed again on return.
+    ``extra_ids[extra_start[r]:extra_start[r + 1]]`` are the rows of the columns found for text ``r`` by the caller
+    for ``KIND_EXTRA`` blocks (one entry per occurrence). ``rows`` / ``values`` are described in the module's
+    docstring, their first ``n_slots`` rows the hash table; the counts are written during the call and zeroed again
+    before it returns (the caller serialises calls). ``touched`` is an int64 array of ``n_features + 1`` entries.
 
     Per text and block the n-grams are laid out in ``buf`` so that each is one contiguous span: ``char_wb`` as the
     padded words one after the other (`` w1  w2 ``; every window inside a padded word is one of sklearn's), word
@@ -94,15 +99,12 @@ def probabilities(
     span is then hashed and looked up the same way.
     """
     n_texts = len(text_start) - 1
-    n_features = weights.shape[0]
-    n_scores = weights.shape[1] - 1
-    mask = table.shape[0] - 1
+    n_scores = intercept.shape[0]
+    mask = n_slots - 1
     bits = 0
-    while (1 << bits) < table.shape[0]:
+    while (1 << bits) < n_slots:
         bits += 1
     shift = np.uint64(64 - bits)
-    counts = scratch[:n_features]
-    touched = scratch[n_features:]
     longest = 1
     widest = 1
     for b in range(blocks.shape[0]):
@@ -118,7 +120,7 @@ def probabilities(
     home_key = np.empty(widest * (3 * longest + 3), np.int64)
     home_column = np.empty(widest * (3 * longest + 3), np.int64)
     norms = np.empty(blocks.shape[0])
-    values = np.empty(len(extra_ids) + blocks.shape[0] * len(span_start))  # tf-idf of each touched column
+    tf_idf = np.empty(len(extra_ids) + blocks.shape[0] * len(span_start))  # of each touched row
     out = np.empty((n_texts, max(n_scores, 2)))
     for r in range(n_texts):
         n_touched = 0
@@ -126,8 +128,8 @@ def probabilities(
         for q in range(extra_start[r], extra_start[r + 1]):
             f = extra_ids[q]
             touched[n_touched] = f
-            n_touched += counts[f] == 0
-            counts[f] += 1
+            n_touched += rows[f, ROW_COUNT] == 0
+            rows[f, ROW_COUNT] += 1
         for b in range(blocks.shape[0]):
             kind, min_n, max_n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
             n_spans = 0
@@ -204,33 +206,33 @@ def probabilities(
                 keys[s] = np.int64(h)
                 span_start[s] = np.int64(h >> shift)  # the home slot, reusing the array
             for s in range(n_spans):
-                home_key[s] = table[span_start[s], 0]
-                home_column[s] = table[span_start[s], 1]
+                home_key[s] = rows[span_start[s], ROW_KEY]
+                home_column[s] = rows[span_start[s], ROW_COLUMN]
             for s in range(n_spans):
-                f = -1
-                if home_key[s] == keys[s]:
-                    f = home_column[s]
+                f = -1  # the row of the span's term
+                if home_column[s] >= 0 and home_key[s] == keys[s]:
+                    f = span_start[s]
                 elif home_column[s] >= 0:  # occupied by another term: probe on
                     slot = (span_start[s] + 1) & mask
-                    while table[slot, 1] >= 0:
-                        if table[slot, 0] == keys[s]:
-                            f = table[slot, 1]
+                    while rows[slot, ROW_COLUMN] >= 0:
+                        if rows[slot, ROW_KEY] == keys[s]:
+                            f = slot
                             break
                         slot = (slot + 1) & mask
                 if f >= 0:
                     touched[n_touched] = f
-                    n_touched += counts[f] == 0
-                    counts[f] += 1
+                    n_touched += rows[f, ROW_COUNT] == 0
+                    rows[f, ROW_COUNT] += 1
         # TF-IDF with each block's tf rules and normalisation, then the linear head
         norms[:] = 0.0
         for q in range(n_touched):
             f = touched[q]
-            b = block_of[f]
-            tf = 1.0 if blocks[b, 4] else float(counts[f])
+            b = rows[f, ROW_BLOCK]
+            tf = 1.0 if blocks[b, 4] else float(rows[f, ROW_COUNT])
             if blocks[b, 3]:
                 tf = np.log(tf) + 1.0
-            value = tf * weights[f, 0]
-            values[q] = value
+            value = tf * values[f, ROW_IDF]
+            tf_idf[q] = value
             if blocks[b, 5] == NORM_L2:
                 norms[b] += value * value
             elif blocks[b, 5] == NORM_L1:
@@ -243,10 +245,10 @@ def probabilities(
         out[r, :n_scores] = intercept
         for q in range(n_touched):
             f = touched[q]
-            value = values[q] / norms[block_of[f]]
+            value = tf_idf[q] / norms[rows[f, ROW_BLOCK]]
             for c in range(n_scores):
-                out[r, c] += value * weights[f, c + 1]
-            counts[f] = 0
+                out[r, c] += value * values[f, ROW_COEF + c]
+            rows[f, ROW_COUNT] = 0
         # probabilities as sklearn's predict_proba computes them from the scores
         if rule == RULE_OVR and n_scores == 1:  # binary one-vs-rest: [1 - p, p]
             p1 = 1.0 / (1.0 + np.exp(-out[r, 0]))

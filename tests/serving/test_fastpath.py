@@ -16,7 +16,7 @@ from model.settings import ModelSettings
 from model.train import build_pipeline
 from serving import fastpath
 from serving.fastpath import FastPath, SklearnPath, build_proba_fn
-from serving.kernels import KIND_CHAR_WB, KIND_EXTRA, KIND_WORD
+from serving.kernels import KIND_CHAR_WB, KIND_EXTRA, KIND_WORD, ROW_COEF, ROW_COLUMN, ROW_COUNT, ROW_IDF
 from tests.serving.conftest import fit_tiny
 
 TOLERANCE = 1e-9
@@ -48,6 +48,22 @@ def test_the_default_pipeline_runs_entirely_in_the_kernel(tiny_pipeline: Pipelin
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
     assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_CHAR_WB]  # no n-gram built as a string
+
+
+def test_every_feature_has_one_cache_line_with_its_parameters(tiny_pipeline: Pipeline) -> None:
+    fast, _ = FastPath.from_pipeline(tiny_pipeline)
+    assert fast is not None
+    features, clf = tiny_pipeline.steps[0][1], tiny_pipeline.steps[1][1]
+    idf = np.concatenate([vec.idf_ for _, vec in features.transformer_list])
+    rows, values, row_of = fast._rows, fast._values, fast._row_of
+    assert rows.ctypes.data % 64 == 0 and rows.strides[0] == 64  # one aligned cache line per row
+    assert (row_of >= 0).all() and len(set(row_of.tolist())) == idf.shape[0]
+    assert (rows[row_of, ROW_COLUMN] == np.arange(idf.shape[0])).all()
+    assert (values[row_of, ROW_IDF] == idf).all()
+    assert (values[row_of, ROW_COEF : ROW_COEF + 3] == clf.coef_.T).all()
+    assert (rows[:, ROW_COUNT] == 0).all()
+    fast.predict_proba(["counts are zero again after a call", "the the the"])
+    assert (rows[:, ROW_COUNT] == 0).all()
 
 
 def test_single_text_and_batches_agree(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
