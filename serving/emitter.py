@@ -2,9 +2,11 @@
 
 A request hands one compact record (its texts and probability matrix) to :meth:`EventEmitter.submit`, which only
 appends to a deque: no serialisation, no hashing, no I/O on the request path. A background task on the same event
-loop encodes records (:class:`serving.events.EventEncoder`) in slices of ``ENCODE_SLICE`` events, giving the loop
-back between slices so requests never wait behind a whole batch, and POSTs them as NDJSON in batches of at most
-``batch_size`` and at least every ``flush_interval_s``, and counts what was sent. When more than ``queue_size``
+loop encodes each request as one NDJSON line (:class:`serving.events.RequestEncoder`; the sidecar expands it into
+one event per text), in slices of about ``ENCODE_SLICE`` events, giving the loop back between slices so requests
+never wait behind a whole batch, and POSTs them in batches of about ``batch_size`` events (a request is never
+split, so a batch may exceed it by one request's texts) and at least every ``flush_interval_s``, and counts what
+was sent. When more than ``queue_size``
 events wait (sidecar slow or down), new ones are dropped and counted; a failed POST drops its batch and is counted.
 A batch stays in memory until the sidecar answered, so a send cut short by shutdown is sent again by
 :meth:`EventEmitter.drain` (at least once; the drift job de-duplicates by event id). Nothing here raises into a
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from serving.events import EventEncoder
+from serving.events import RequestEncoder
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
@@ -69,17 +71,16 @@ class EventEmitter:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.timeout_s = timeout_s
-        self._encoder = EventEncoder(
+        self._encoder = RequestEncoder(
             context.model_name, context.model_version, context.track, context.environment, context.classes,
             context.log_text,
         )
         self._records: deque[_Record] = deque()
-        self._rows: list[list[float]] | None = None  # probabilities of the head record as lists, once taken
-        self._queued = 0  # accepted and not yet sent or dropped: waiting in records, or encoded
-        self._waiting = 0  # not yet encoded
-        self._encoded: list[bytes] = []  # encoded and not yet sent or dropped; kept when a send is interrupted
+        self._queued = 0  # events accepted and not yet sent or dropped: waiting in records, or encoded
+        self._waiting = 0  # events not yet encoded
+        self._encoded: list[bytes] = []  # lines encoded and not yet sent or dropped; kept when a send is interrupted
+        self._encoded_events = 0  # events in those lines
         self._sending = asyncio.Lock()  # one batch in flight at a time (background sender or flush)
-        self._offset = 0  # events of the head record already encoded
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._client: httpx.AsyncClient | None = None
@@ -114,28 +115,20 @@ class EventEmitter:
         self._wake = asyncio.Event()
         self._task = loop.create_task(self._run(), name="kube-sentiment-events")
 
-    def _take(self, limit: int) -> list[bytes]:
-        """Encode up to ``limit`` queued events into NDJSON lines."""
-        lines: list[bytes] = []
-        while self._records and len(lines) < limit:
-            request_id, ts, protocol, texts, probs, latency_ms = self._records[0]
-            if self._rows is None:
-                self._rows = probs.tolist()
-            end = min(len(texts), self._offset + limit - len(lines))
-            lines += self._encoder.lines(request_id, ts, protocol, texts, self._rows, latency_ms, self._offset, end)
-            if end == len(texts):
-                self._records.popleft()
-                self._offset = 0
-                self._rows = None
-            else:
-                self._offset = end
-        self._waiting -= len(lines)
-        return lines
+    def _take(self, limit: int) -> None:
+        """Encode queued requests into ``_encoded`` until it holds ``limit`` events or more (whole requests)."""
+        n = 0
+        while self._records and n < limit:
+            request_id, ts, protocol, texts, probs, latency_ms = self._records.popleft()
+            self._encoded.append(self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms))
+            n += len(texts)
+        self._waiting -= n
+        self._encoded_events += n
 
     async def _encode_batch(self) -> None:
-        """Encode up to ``batch_size`` events into ``_encoded``, a slice at a time, letting requests run between."""
-        while self._waiting and len(self._encoded) < self.batch_size:
-            self._encoded += self._take(min(ENCODE_SLICE, self.batch_size - len(self._encoded)))
+        """Encode about ``batch_size`` events into ``_encoded``, a slice at a time, letting requests run between."""
+        while self._waiting and self._encoded_events < self.batch_size:
+            self._take(min(ENCODE_SLICE, self.batch_size - self._encoded_events))
             await asyncio.sleep(0)
 
     async def _send_encoded(self) -> None:
@@ -154,8 +147,8 @@ class EventEmitter:
 
     def _account(self, ok: bool, problem: str) -> None:
         """Count the encoded batch as sent or dropped and forget it; log transitions between working and failing."""
-        n = len(self._encoded)
-        self._encoded = []
+        n = self._encoded_events
+        self._encoded, self._encoded_events = [], 0
         self._queued -= n
         self._metrics.queued(self._queued)
         if ok:
@@ -199,7 +192,7 @@ class EventEmitter:
         async with self._sending:
             while self._queued and time.monotonic() < end:
                 if not self._encoded:
-                    self._encoded = self._take(self.batch_size)
+                    self._take(self.batch_size)
                 await self._send_encoded()
 
     def drain(self, deadline_s: float = 5.0) -> None:
@@ -209,7 +202,7 @@ class EventEmitter:
         with httpx.Client(timeout=min(self.timeout_s, deadline_s)) as client:
             while self._queued and time.monotonic() < end:
                 if not self._encoded:
-                    self._encoded = self._take(self.batch_size)
+                    self._take(self.batch_size)
                 try:
                     response = client.post(self.url, content=b"\n".join(self._encoded) + b"\n",
                                            headers={"content-type": NDJSON})

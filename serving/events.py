@@ -1,9 +1,12 @@
 """The prediction event: what the predictor emits for every text it classifies. This schema is a contract.
 
-The predictor sends events to the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON,
-``POST /v1/events`` with ``Content-Type: application/x-ndjson``, one event per line. The shipper stores them
-unchanged (plus its own receive time) and the drift job reads them back. Fields may be added in a later minor
-version; none is removed or changes meaning without bumping ``schema``.
+Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON, ``POST /v1/events`` with
+``Content-Type: application/x-ndjson``. A line is either one event, or one *request record*
+(``REQUEST_SCHEMA``, see :class:`RequestEncoder`) that the sidecar expands into the events of every text of the
+request (:func:`expand_request`); the predictor sends request records, so that building each event's JSON is the
+sidecar's work, not the model server's. The shipper stores the events (plus its own receive time) and the drift job
+reads them back. Fields may be added in a later minor version; none is removed or changes meaning without bumping
+``schema``.
 
 Fields (all present in every event):
 
@@ -30,9 +33,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal, TypedDict
 
+import numpy as np
 import orjson
 
 SCHEMA = "kube-sentiment.prediction/v1"
+REQUEST_SCHEMA = "kube-sentiment.prediction-request/v1"
 Protocol = Literal["v1", "v2-rest", "v2-grpc"]
 Track = Literal["stable", "canary"]
 
@@ -100,43 +105,90 @@ def make_event(
     )
 
 
-class EventEncoder:
-    """Encodes events to NDJSON lines, equal (as JSON) to ``orjson.dumps(make_event(...))`` but several times faster.
+class RequestEncoder:
+    """Encodes one request's events as one NDJSON line (``REQUEST_SCHEMA``), which :func:`expand_request` turns into
+    the events ``make_event`` would build, one per text.
 
-    The predictor-wide fields (schema, model, track, environment) are encoded once; per event only the varying
-    fields go through ``orjson``. ``tests/serving`` asserts the equality with :func:`make_event`.
+    The line holds the predictor-wide fields (``model_name``, ``model_version``, ``track``, ``environment``,
+    ``classes``), the request's (``request_id``, ``ts``, ``protocol``, ``latency_ms``), ``probabilities`` (one row
+    per text, in class order) and either ``texts`` (text logging on) or ``text_sha256`` and ``text_length`` (off: the
+    texts never leave the predictor). ``tests/serving`` asserts that the expansion equals :func:`make_event`.
     """
 
     def __init__(
         self, model_name: str, model_version: str, track: str, environment: str, classes: tuple[str, ...],
         log_text: bool,
     ) -> None:
-        """Encode the constant fields."""
-        constant = {"schema": SCHEMA, "model_name": model_name, "model_version": model_version, "track": track,
-                    "environment": environment}
+        """Encode the constant fields once."""
+        constant = {"schema": REQUEST_SCHEMA, "model_name": model_name, "model_version": model_version,
+                    "track": track, "environment": environment, "classes": list(classes)}
         self._prefix = orjson.dumps(constant)[:-1] + b","
-        self._classes = classes
         self._log_text = log_text
 
-    def lines(
-        self, request_id: str, ts: float, protocol: str, texts: list[str], rows: list[list[float]],
-        latency_ms: float, start: int, end: int,
-    ) -> list[bytes]:
-        """The lines of texts ``start..end-1`` of one request (``rows``: their probability rows, class order)."""
-        classes, prefix, log_text = self._classes, self._prefix, self._log_text
-        dumps, sha256 = orjson.dumps, hashlib.sha256
-        out = []
-        for i in range(start, end):
-            text, row = texts[i], rows[i]
-            confidence = max(row)
-            out.append(prefix + dumps({
-                "id": f"{request_id}:{i}", "request_id": request_id, "ts": ts, "protocol": protocol,
-                "text": text if log_text else None, "text_sha256": sha256(text.encode()).hexdigest(),
-                "text_length": len(text), "label": classes[row.index(confidence)],
-                "probabilities": dict(zip(classes, row, strict=True)), "confidence": confidence,
-                "latency_ms": latency_ms,
-            })[1:])
-        return out
+    def line(
+        self, request_id: str, ts: float, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float
+    ) -> bytes:
+        """The request record of one request (``probs``: its ``(len(texts), n_classes)`` probabilities)."""
+        fields: dict[str, Any] = {"request_id": request_id, "ts": ts, "protocol": protocol, "latency_ms": latency_ms,
+                                  "probabilities": np.ascontiguousarray(probs, dtype=np.float64)}
+        if self._log_text:
+            fields["texts"] = texts
+        else:
+            fields["text_sha256"] = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+            fields["text_length"] = [len(t) for t in texts]
+        return self._prefix + orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)[1:]
+
+
+def _strings(obj: dict[str, Any], key: str, n: int) -> list[str]:
+    value = obj.get(key)
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"request record field {key!r} must be an array of {n} strings (one per probability row)")
+    return value
+
+
+def expand_request(obj: dict[str, Any]) -> list[bytes]:
+    """The events (JSON lines, equal to ``orjson.dumps(make_event(...))``) of one request record; ``ValueError``
+    naming what is wrong when the record breaks the contract."""
+    missing = [k for k in ("model_name", "model_version", "track", "environment", "classes", "request_id", "ts",
+                           "protocol", "latency_ms", "probabilities") if k not in obj]
+    if missing:
+        raise ValueError(f"request record lacks field(s) {missing}")
+    classes, rows = obj["classes"], obj["probabilities"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ValueError("request record field 'classes' must be a non-empty array of strings")
+    if not isinstance(rows, list) or not all(
+        isinstance(r, list) and len(r) == len(classes) and all(type(p) in (float, int) for p in r) for r in rows
+    ):
+        raise ValueError(f"request record field 'probabilities' must be an array of rows of {len(classes)} numbers")
+    n = len(rows)
+    for key in ("model_name", "model_version", "track", "environment", "request_id", "protocol"):
+        if not isinstance(obj[key], str):
+            raise ValueError(f"request record field {key!r} must be a string")
+    if type(obj["ts"]) not in (float, int) or type(obj["latency_ms"]) not in (float, int):
+        raise ValueError("request record fields 'ts' and 'latency_ms' must be numbers")
+    if "texts" in obj:
+        texts: list[str | None] = list(_strings(obj, "texts", n))
+        hashes = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
+        lengths = [len(str(t)) for t in texts]
+    else:
+        texts = [None] * n
+        hashes = _strings(obj, "text_sha256", n)
+        lengths = obj.get("text_length")  # type: ignore[assignment]
+        if not isinstance(lengths, list) or len(lengths) != n or not all(type(v) is int for v in lengths):
+            raise ValueError(f"request record field 'text_length' must be an array of {n} integers")
+    request_id = obj["request_id"]
+    common = {"schema": SCHEMA, "request_id": request_id, "ts": obj["ts"], "model_name": obj["model_name"],
+              "model_version": obj["model_version"], "track": obj["track"], "environment": obj["environment"],
+              "protocol": obj["protocol"], "latency_ms": obj["latency_ms"]}
+    lines = []
+    for i, row in enumerate(rows):
+        confidence = max(row)
+        lines.append(orjson.dumps({
+            **common, "id": f"{request_id}:{i}", "text": texts[i], "text_sha256": hashes[i],
+            "text_length": lengths[i], "label": classes[row.index(confidence)],
+            "probabilities": dict(zip(classes, row, strict=True)), "confidence": confidence,
+        }))
+    return lines
 
 
 def validate_event(obj: Any) -> PredictionEvent:

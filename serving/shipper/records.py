@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from serving.events import SCHEMA, validate_event
+from serving.events import REQUEST_SCHEMA, SCHEMA, expand_request, validate_event
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -78,7 +78,8 @@ def marker_line(received_at: float, source: str) -> bytes:
 def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[bytes], int]:
     """Split an NDJSON body into spool lines: ``(event_lines, quarantine_lines, n_events)``.
 
-    Valid events are kept byte for byte behind one batch marker; each invalid line becomes a quarantine record.
+    Valid events are kept byte for byte behind one batch marker, request records (``REQUEST_SCHEMA``, what the
+    predictor sends) are expanded into their events; each invalid line becomes a quarantine record.
     """
     good: list[bytes] = []
     bad: list[bytes] = []
@@ -87,7 +88,11 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
         if not raw:
             continue
         try:
-            obj = validate_event(orjson.loads(raw))
+            obj = orjson.loads(raw)
+            if isinstance(obj, dict) and obj.get("schema") == REQUEST_SCHEMA:
+                good += expand_request(obj)
+                continue
+            obj = validate_event(obj)
             if any(k in obj for k in RESERVED_KEYS):
                 raise ValueError(f"event uses a reserved key, one of {list(RESERVED_KEYS)}")
         except orjson.JSONDecodeError as e:

@@ -6,12 +6,14 @@ import io
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow.parquet as pq
 import pytest
 from eventgen import events, ndjson
 from starlette.testclient import TestClient
 
+from serving.events import RequestEncoder
 from serving.shipper.app import create_app
 from serving.shipper.records import (
     REQUEST_TYPE,
@@ -45,6 +47,18 @@ def test_parse_ndjson_keeps_valid_events_and_quarantines_the_rest() -> None:
     assert reasons[0].startswith("invalid JSON")
     assert "lacks field" in reasons[1]
     assert "JSON object" in reasons[2]
+
+
+def test_parse_ndjson_expands_the_predictors_request_records() -> None:
+    encoder = RequestEncoder("sentiment", "9", "canary", "test", ("negative", "neutral", "positive"), False)
+    record = encoder.line("req", 5.0, "v1", ["nice", "awful"], np.array([[0.1, 0.2, 0.7], [0.8, 0.1, 0.1]]), 2.0)
+    broken = record.replace(b'"text_length":[4,5]', b'"text_length":[4]')
+    lines, bad, n = parse_ndjson(record + b"\n" + broken + b"\n", 7.0)
+    assert n == 2 and len(lines) == 3 and len(bad) == 1
+    stored = read_segment_lines(lines).events
+    assert [(e["id"], e["label"], e["text"], e["text_length"]) for e in stored] == [
+        ("req:0", "positive", None, 4), ("req:1", "negative", None, 5)]
+    assert "'text_length' must be an array of 2 integers" in orjson.loads(bad[0])["_q"]
 
 
 def test_partition_values_are_path_safe_and_time_is_utc() -> None:

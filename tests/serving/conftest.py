@@ -24,6 +24,7 @@ from model.artifacts import save_model_dir
 from model.data import Split, split
 from model.settings import DataSettings, ModelSettings
 from model.train import build_pipeline
+from serving.events import REQUEST_SCHEMA, expand_request
 from tests.conftest import free_port, stop, wait_until
 
 TRAIN_ROWS = 1200
@@ -82,7 +83,12 @@ def event_sink() -> Iterator[EventSink]:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with sink.lock:
                 sink.content_types.append(self.headers.get("content-type", ""))
-                sink.events.extend(orjson.loads(line) for line in body.splitlines() if line.strip())
+                for line in body.splitlines():  # request records expanded as the sidecar does
+                    obj = orjson.loads(line) if line.strip() else None
+                    if isinstance(obj, dict) and obj.get("schema") == REQUEST_SCHEMA:
+                        sink.events.extend(orjson.loads(event) for event in expand_request(obj))
+                    elif obj is not None:
+                        sink.events.append(obj)
             self.send_response(202)
             self.send_header("content-length", "0")
             self.end_headers()
