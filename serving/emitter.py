@@ -120,7 +120,16 @@ class EventEmitter:
         n = 0
         while self._records and n < limit:
             request_id, ts, protocol, texts, probs, latency_ms = self._records.popleft()
-            self._encoded.append(self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms))
+            try:
+                line = self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms)
+            except Exception as e:  # a text that is not valid Unicode: drop its events, keep the others going
+                self._waiting -= len(texts)
+                self._queued -= len(texts)
+                self.dropped += len(texts)
+                self._metrics.event("dropped_unencodable", len(texts))
+                log.warning("dropping the events of request %s: they cannot be encoded (%s)", request_id, e)
+                continue
+            self._encoded.append(line)
             n += len(texts)
         self._waiting -= n
         self._encoded_events += n

@@ -106,7 +106,7 @@ class ServingMetrics:
         self.class_counts: list[int] = []
         self.events = Counter(
             "kube_sentiment_events_total",
-            "Prediction events by outcome: sent, dropped_queue_full, dropped_send_failed.",
+            "Prediction events by outcome: sent, dropped_queue_full, dropped_send_failed, dropped_unencodable.",
             (*base, "outcome"), registry=reg,
         )
         self.events_queued = Gauge(
@@ -119,9 +119,8 @@ class ServingMetrics:
         )
         self._labels = (model_name, model_version)
         self._queued = self.events_queued.labels(*self._labels)
-        self._events = {
-            o: self.events.labels(*self._labels, o) for o in ("sent", "dropped_queue_full", "dropped_send_failed")
-        }
+        outcomes = ("sent", "dropped_queue_full", "dropped_send_failed", "dropped_unencodable")
+        self._events = {o: self.events.labels(*self._labels, o) for o in outcomes}
         reg.register(_HotPathCollector(self))
 
     def set_info(self, environment: str, inference_path: str, classes: Sequence[str]) -> None:
@@ -153,7 +152,8 @@ class ServingMetrics:
             counts[k] += 1
 
     def event(self, outcome: str, n: int) -> None:
-        """Count ``n`` events with ``outcome`` (``sent``, ``dropped_queue_full``, ``dropped_send_failed``)."""
+        """Count ``n`` events with ``outcome`` (``sent``, ``dropped_queue_full``, ``dropped_send_failed``,
+        ``dropped_unencodable``)."""
         if n:
             self._events[outcome].inc(n)
 

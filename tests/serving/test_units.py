@@ -285,6 +285,25 @@ def test_events_are_sent_as_ndjson_in_batches(event_sink: EventSink) -> None:
         "kube_sentiment_events_total", {"model_name": "sentiment", "model_version": "9", "outcome": "sent"}) == 8
 
 
+def test_a_request_whose_events_cannot_be_encoded_is_dropped_and_counted(event_sink: EventSink) -> None:
+    em, registry = emitter(event_sink.url)
+    probs = np.array([[0.2, 0.8]])
+
+    async def run() -> None:
+        em.submit("enc-ok-1", "v1", ["good"], probs, 1.0)
+        em.submit("enc-bad", "v1", ["lone \ud800 surrogate"], probs, 1.0)  # not valid Unicode
+        em.submit("enc-ok-2", "v1", ["fine"], probs, 1.0)
+        await em.flush()
+        await em.aclose()
+
+    asyncio.run(run())
+    assert sorted(e["id"] for e in event_sink.snapshot() if e["request_id"].startswith("enc-")) == [
+        "enc-ok-1:0", "enc-ok-2:0"]
+    assert em.sent == 2 and em.dropped == 1 and em.queued == 0
+    assert registry.get_sample_value("kube_sentiment_events_total", {
+        "model_name": "sentiment", "model_version": "9", "outcome": "dropped_unencodable"}) == 1
+
+
 def test_flush_waits_for_the_batch_the_background_sender_has_in_flight(event_sink: EventSink) -> None:
     em, _ = emitter(event_sink.url, batch_size=40, queue_size=10_000)
     probs = np.array([[0.2, 0.8]])
