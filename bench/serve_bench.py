@@ -392,7 +392,8 @@ def sink(port: int) -> None:
 
 
 def emitter_cost(sink_port: int, count: int = 20_000) -> float:
-    """CPU µs per event of the whole emitter path (submit, encode, POST to the sink), measured in this process.
+    """CPU µs per event of the whole emitter path (submit, encode, POST to the sink), measured in this process with
+    the predictor's default batch size and text logging.
 
     Steadier than comparing two servers' req/s on a shared machine: it is the time the predictor's core spends per
     event, to be set against its time per request.
@@ -401,16 +402,18 @@ def emitter_cost(sink_port: int, count: int = 20_000) -> float:
 
     from serving.emitter import EventContext, EventEmitter
     from serving.metrics import ServingMetrics
+    from serving.settings import ServeSettings
 
     corpus = _texts()
     texts = (corpus * (count // len(corpus) + 1))[:count]
     probs = np.random.default_rng(0).dirichlet(np.ones(3), size=count)
     metrics = ServingMetrics(MODEL, "bench", "stable", CollectorRegistry())
-    context = EventContext(MODEL, "bench", "stable", "bench", ("negative", "neutral", "positive"), True)
+    defaults = ServeSettings()  # the predictor's own batching and text logging
+    context = EventContext(MODEL, "bench", "stable", "bench", ("negative", "neutral", "positive"), defaults.log_text)
 
     async def run() -> float:
         emitter = EventEmitter(f"http://127.0.0.1:{sink_port}/v1/events", context, metrics, queue_size=count + 1,
-                               batch_size=500)
+                               batch_size=defaults.events_batch_size)
         emitter.submit("bench-warm-up", "v1", ["warm up"], probs[:1], 1.0)
         await emitter.flush()  # the HTTP client and its connection exist before the clock starts
         started = time.process_time()

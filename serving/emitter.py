@@ -6,8 +6,8 @@ loop encodes each request as one NDJSON line (:class:`serving.events.RequestEnco
 one event per text), in slices of about ``ENCODE_SLICE`` events, giving the loop back between slices so requests
 never wait behind a whole batch, and POSTs them in batches of about ``batch_size`` events (a request is never
 split, so a batch may exceed it by one request's texts) and at least every ``flush_interval_s``, and counts what
-was sent. When more than ``queue_size``
-events wait (sidecar slow or down), new ones are dropped and counted; a failed POST drops its batch and is counted.
+was sent. When more than ``queue_size`` events wait (sidecar slow or down), new ones are dropped and counted; a
+failed POST drops its batch and is counted.
 A batch stays in memory until the sidecar answered, so a send cut short by shutdown is sent again by
 :meth:`EventEmitter.drain` (at least once; the drift job de-duplicates by event id). Nothing here raises into a
 request.
@@ -143,6 +143,8 @@ class EventEmitter:
     async def _send_encoded(self) -> None:
         """POST the encoded batch; count it as sent or dropped. Never raises (but may be cancelled: then the batch
         stays encoded, and ``drain`` sends it)."""
+        if not self._encoded:  # everything taken was dropped as unencodable
+            return
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
         body = b"\n".join(self._encoded) + b"\n"
@@ -212,6 +214,8 @@ class EventEmitter:
             while self._queued and time.monotonic() < end:
                 if not self._encoded:
                     self._take(self.batch_size)
+                    if not self._encoded:
+                        continue
                 try:
                     response = client.post(self.url, content=b"\n".join(self._encoded) + b"\n",
                                            headers={"content-type": NDJSON})

@@ -294,14 +294,16 @@ def test_a_request_whose_events_cannot_be_encoded_is_dropped_and_counted(event_s
         em.submit("enc-bad", "v1", ["lone \ud800 surrogate"], probs, 1.0)  # not valid Unicode
         em.submit("enc-ok-2", "v1", ["fine"], probs, 1.0)
         await em.flush()
+        em.submit("enc-bad-alone", "v1", ["\udfff"], probs, 1.0)  # a batch with nothing left to send
+        await em.flush()
         await em.aclose()
 
     asyncio.run(run())
     assert sorted(e["id"] for e in event_sink.snapshot() if e["request_id"].startswith("enc-")) == [
         "enc-ok-1:0", "enc-ok-2:0"]
-    assert em.sent == 2 and em.dropped == 1 and em.queued == 0
+    assert em.sent == 2 and em.dropped == 2 and em.queued == 0 and not em._failing
     assert registry.get_sample_value("kube_sentiment_events_total", {
-        "model_name": "sentiment", "model_version": "9", "outcome": "dropped_unencodable"}) == 1
+        "model_name": "sentiment", "model_version": "9", "outcome": "dropped_unencodable"}) == 2
 
 
 def test_flush_waits_for_the_batch_the_background_sender_has_in_flight(event_sink: EventSink) -> None:
