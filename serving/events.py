@@ -166,14 +166,15 @@ def expand_request(obj: dict[str, Any]) -> list[bytes]:
             raise ValueError(f"request record field {key!r} must be a string")
     if type(obj["ts"]) not in (float, int) or type(obj["latency_ms"]) not in (float, int):
         raise ValueError("request record fields 'ts' and 'latency_ms' must be numbers")
+    texts: list[str | None]
+    lengths: Any
     if "texts" in obj:
-        texts: list[str | None] = list(_strings(obj, "texts", n))
-        hashes = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
-        lengths = [len(str(t)) for t in texts]
+        logged = _strings(obj, "texts", n)
+        texts = list(logged)
+        hashes = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in logged]
+        lengths = [len(t) for t in logged]
     else:
-        texts = [None] * n
-        hashes = _strings(obj, "text_sha256", n)
-        lengths = obj.get("text_length")  # type: ignore[assignment]
+        texts, hashes, lengths = [None] * n, _strings(obj, "text_sha256", n), obj.get("text_length")
         if not isinstance(lengths, list) or len(lengths) != n or not all(type(v) is int for v in lengths):
             raise ValueError(f"request record field 'text_length' must be an array of {n} integers")
     request_id = obj["request_id"]
