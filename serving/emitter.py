@@ -116,7 +116,7 @@ class EventEmitter:
         self._task = loop.create_task(self._run(), name="kube-sentiment-events")
 
     def _take(self, limit: int) -> None:
-        """Encode queued requests into ``_encoded`` until it holds ``limit`` events or more (whole requests)."""
+        """Encode queued requests (whole ones) into ``_encoded`` until at least ``limit`` more events are in it."""
         n = 0
         while self._records and n < limit:
             request_id, ts, protocol, texts, probs, latency_ms = self._records.popleft()

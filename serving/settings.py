@@ -43,8 +43,9 @@ class ServeSettings(BaseSettings):
     """Put the text itself into prediction events (otherwise only its SHA-256 and length)."""
     events_url: str = "http://127.0.0.1:9090/v1/events"
     """Where prediction events are POSTed as NDJSON (the ``kube-sentiment ship`` sidecar). Empty: no events."""
-    events_queue_size: int = Field(50_000, ge=1)
-    """Most events held in memory waiting for the sidecar; newer events are dropped (and counted) beyond it."""
+    events_queue_size: int = Field(10_000, ge=1)
+    """Most events held in memory waiting for the sidecar; newer events are dropped (and counted) beyond it. Each
+    holds its text until sent: 10,000 texts of the longest accepted size are ~50-200 MB within the chart's 1 GiB."""
     events_batch_size: int = Field(5_000, ge=1)
     """Events sent in one POST (whole requests, so up to one request's texts more). A POST costs the predictor ~2 ms
     of CPU (httpx) whatever its size, so batches are large; ``events_flush_interval_s`` bounds the wait."""
