@@ -2,6 +2,7 @@
 # Build the pinned Kubernetes tools from Go modules into a cache outside the repository.
 #
 #   scripts/build-tools.sh [--print-bin] [tool ...]
+#   scripts/build-tools.sh --crds             # fetch the pinned KServe and Gateway API CRDs, print their folder
 #   scripts/build-tools.sh --sync-modules     # rewrite k8s/tools/*/go.mod after a version bump
 #
 # Tools (built in this order, quick ones first): helm kubeconform actionlint kwok etcd controlplane.
@@ -10,6 +11,15 @@
 #   ${KS_TOOLS_DIR:-$HOME/.cache/kube-sentiment/tools}/<tool>-<version>/<binary>
 # with stable symlinks in ${KS_TOOLS_DIR}/bin/. A version that is already built is skipped.
 # The bin directory is printed on stdout as the last line; progress goes to stderr.
+#
+# --crds takes the CRDs from the Go modules github.com/kserve/kserve@${KSERVE_VERSION} and
+# sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION} (whole modules stay in the Go module cache: `go mod download
+# -json <module>@<version>` prints their Dir) and keeps only these files, printing ${KS_TOOLS_DIR}/crds last:
+#   crds/kserve-<version>/*.yaml          the CRDs config/crd/full/kustomization.yaml installs (one file each)
+#   crds/kserve-<version>/configmap/inferenceservice.yaml   the KServe controller's config (config/configmap)
+#   crds/gateway-api-<version>/*.yaml     the standard-channel CRDs config/crd/kustomization.yaml installs
+#   crds/<name>-<version>/SOURCE          module, version and go.sum hash the files come from
+# `kubectl apply -f crds/<name>-<version>` applies the CRDs only (it does not descend into configmap/).
 #
 # Exit codes: 0 ok; 1 a build failed (the message names the tool and the step); 2 usage error;
 #             3 Go is missing or the Go module proxy is unreachable (callers skip the cluster tier loudly).
@@ -218,6 +228,72 @@ build_controlplane() {
     k8s.io/kubernetes/cmd/kube-scheduler
 }
 
+# ------------------------------------------------------------------------------------------------ CRDs (--crds)
+crds_dir="${tools_dir}/crds"
+
+# copy_kustomized_crds <dir> <out>: copy the CRD files listed under `resources:` in <dir>/kustomization.yaml
+# (following listed folders) flat into <out>; other kinds (Gateway API's ValidatingAdmissionPolicy) are left out.
+copy_kustomized_crds() {
+  local dir="$1" out="$2" entry
+  [[ -f "${dir}/kustomization.yaml" ]] || die "${EXIT_BUILD}" "crds: ${dir}/kustomization.yaml is missing"
+  while read -r entry; do
+    entry="${entry#./}"
+    if [[ -d "${dir}/${entry}" ]]; then
+      copy_kustomized_crds "${dir}/${entry}" "${out}"
+    elif [[ ! -f "${dir}/${entry}" ]]; then
+      die "${EXIT_BUILD}" "crds: ${dir}/kustomization.yaml lists ${entry}, which is missing"
+    elif grep -q '^kind: CustomResourceDefinition$' "${dir}/${entry}"; then
+      cp "${dir}/${entry}" "${out}/"
+    fi
+  done < <(awk '/^resources:/ { on = 1; next } /^[^ #-]/ { on = 0 } on && $1 == "-" { print $2 }' \
+    "${dir}/kustomization.yaml")
+}
+
+# fetch_crd_set <name> <module> <version> <kustomization dir> [file ...]: fill crds/<name>-<version>/ from the
+# module's config/<kustomization dir> (the CRDs) and config/<file> (kept at that relative path).
+fetch_crd_set() {
+  local name="$1" module="$2" version="$3" kdir="$4" dir="$1-$3" info src sum staging file
+  shift 4
+  if [[ -f "${crds_dir}/${dir}/SOURCE" ]]; then
+    log "crds: ${dir} already fetched, skipping"
+    return 0
+  fi
+  require_go
+  run_step crds "download ${module}@${version}" go mod download "${module}@${version}"
+  info="$(go mod download -json "${module}@${version}")"
+  src="$(awk -F'"' '$2 == "Dir" { print $4 }' <<<"${info}")"
+  sum="$(awk -F'"' '$2 == "Sum" { print $4 }' <<<"${info}")"
+  [[ -d "${src}/config" ]] || die "${EXIT_BUILD}" "crds: ${module}@${version} has no config/ folder (${src})"
+  staging="$(mktemp -d "${crds_dir}/.${dir}.XXXXXX")"
+  # shellcheck disable=SC2064  # expand now: the trap must remove this staging dir
+  trap "rm -rf '${staging}'" EXIT
+  copy_kustomized_crds "${src}/config/${kdir}" "${staging}"
+  compgen -G "${staging}/*.yaml" >/dev/null || die "${EXIT_BUILD}" "crds: no CRD found in ${src}/config/${kdir}"
+  for file in "$@"; do
+    [[ -f "${src}/config/${file}" ]] || die "${EXIT_BUILD}" "crds: ${module}@${version} has no config/${file}"
+    mkdir -p "${staging}/$(dirname "${file}")"
+    cp "${src}/config/${file}" "${staging}/${file}"
+  done
+  {
+    printf '%s %s %s\n' "${module}" "${version}" "${sum}"
+    printf 'config/%s\n' "${kdir}" "$@"
+  } >"${staging}/SOURCE"
+  chmod -R u+w,go+rX "${staging}" # module cache files are read-only; the cache must stay removable
+  rm -rf "${crds_dir:?}/${dir}"
+  mv "${staging}" "${crds_dir}/${dir}"
+  trap - EXIT
+  log "crds: fetched ${dir} ($(find "${crds_dir}/${dir}" -maxdepth 1 -name '*.yaml' | wc -l) CRD files)"
+}
+
+fetch_crds() {
+  local var
+  for var in KSERVE_VERSION GATEWAY_API_VERSION; do
+    [[ -n "${!var:-}" ]] || die "${EXIT_USAGE}" "${var} is not set in ${versions_file}"
+  done
+  fetch_crd_set kserve github.com/kserve/kserve "${KSERVE_VERSION}" crd/full configmap/inferenceservice.yaml
+  fetch_crd_set gateway-api sigs.k8s.io/gateway-api "${GATEWAY_API_VERSION}" crd
+}
+
 build() {
   case "$1" in
     helm) build_tool helm "helm-${HELM_VERSION}" helm build_helm ;;
@@ -285,14 +361,15 @@ sync_modules() {
 
 main() {
   local -a requested=()
-  local arg tool
+  local arg tool crds=false
   for arg in "$@"; do
     case "${arg}" in
       -h | --help)
-        sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
       --print-bin) ;; # accepted for clarity: the bin directory is always the last line on stdout
+      --crds) crds=true ;;
       --sync-modules)
         sync_modules
         exit 0
@@ -306,11 +383,20 @@ main() {
         ;;
     esac
   done
-  mkdir -p "${tools_dir}" "${bin_dir}"
-  # Serialise concurrent runs (two test sessions, or a developer and a test) on the same cache.
+  if [[ "${crds}" == true && ${#requested[@]} -gt 0 ]]; then
+    die "${EXIT_USAGE}" "--crds takes no tool names (run the two separately)"
+  fi
+  mkdir -p "${tools_dir}" "${bin_dir}" "${crds_dir}"
+  # Serialise concurrent runs (two test sessions, or a developer and a test) on the same cache; fetching the CRDs
+  # has its own lock so that it never waits for a long build.
   if command -v flock >/dev/null 2>&1; then
-    exec 9>"${tools_dir}/.lock"
+    if [[ "${crds}" == true ]]; then exec 9>"${crds_dir}/.lock"; else exec 9>"${tools_dir}/.lock"; fi
     flock 9
+  fi
+  if [[ "${crds}" == true ]]; then
+    fetch_crds
+    printf '%s\n' "${crds_dir}"
+    return 0
   fi
   for tool in "${all_tools[@]}"; do
     if [[ ${#requested[@]} -eq 0 ]] || [[ " ${requested[*]} " == *" ${tool} "* ]]; then

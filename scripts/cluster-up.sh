@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) in the
-# background on free loopback ports, install the KServe and Gateway API CRDs from ../shared/crds and the
-# namespaces of k8s/namespaces.yaml, and print the kubeconfig path on stdout. Stop it with scripts/cluster-down.sh.
+# background on free loopback ports, install the pinned KServe and Gateway API CRDs (scripts/build-tools.sh --crds)
+# and the namespaces of k8s/namespaces.yaml, and print the kubeconfig path on stdout. Stop it with
+# scripts/cluster-down.sh.
 #
 #   KS_CLUSTER_DIR  work directory (default: a new temp dir); logs are in $KS_CLUSTER_DIR/logs/
 #   KS_TOOLS_DIR    tools cache used by scripts/build-tools.sh
@@ -10,14 +11,13 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-crds="${repo_root}/../shared/crds"
 # shellcheck source=/dev/null  # KEY=value lines only
 source "${repo_root}/k8s/versions.env"
 python="${repo_root}/.venv/bin/python"
 [[ -x "${python}" ]] || { echo "cluster-up: ${python} missing; run 'uv sync --frozen --extra dev'" >&2; exit 1; }
-[[ -d "${crds}" ]] || { echo "cluster-up: ${crds} is missing (the CRDs come from ../shared/crds)" >&2; exit 1; }
 
 bin_dir="$("${repo_root}/scripts/build-tools.sh" | tail -n 1)"
+crds="$("${repo_root}/scripts/build-tools.sh" --crds | tail -n 1)"
 workdir="${KS_CLUSTER_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ks-cluster.XXXXXX")}"
 kubeconfig="$("${python}" "${repo_root}/tests/cluster/localcluster.py" up --workdir "${workdir}" \
   --bin-dir "${bin_dir}" --crds "${crds}/kserve-${KSERVE_VERSION}" \

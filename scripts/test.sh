@@ -11,11 +11,16 @@ echo "[test] lint: ruff, shellcheck" >&2
 ruff check .
 shellcheck scripts/*.sh .ci/run
 
-# Kubernetes tools (helm, kubeconform, actionlint, kwok, etcd, kube-apiserver, ...) from pinned Go modules; the
-# first run on a machine builds them (minutes), later runs reuse ~/.cache/kube-sentiment/tools.
+# Kubernetes tools (helm, kubeconform, actionlint, kwok, etcd, kube-apiserver, ...) and the KServe and Gateway API
+# CRDs from pinned Go modules; the first run on a machine builds and downloads them (minutes), later runs reuse
+# ~/.cache/kube-sentiment/tools.
 set +e
 tools_bin="$(scripts/build-tools.sh --print-bin | tail -n 1)"
 status=$?
+if [[ ${status} -eq 0 ]]; then
+  crds_dir="$(scripts/build-tools.sh --crds | tail -n 1)"
+  status=$?
+fi
 set -e
 if [[ ${status} -eq 3 ]]; then
   cat >&2 <<'MSG'
@@ -27,10 +32,10 @@ if [[ ${status} -eq 3 ]]; then
 MSG
   export KS_NO_TOOLS_REASON="Go toolchain or module proxy unavailable (scripts/build-tools.sh exit 3)"
 elif [[ ${status} -ne 0 ]]; then
-  echo "[test] building the Kubernetes tools failed (see above)" >&2
+  echo "[test] building the Kubernetes tools or fetching the CRDs failed (see above)" >&2
   exit "${status}"
 else
-  export KS_TOOLS_BIN="${tools_bin}"
+  export KS_TOOLS_BIN="${tools_bin}" KS_CRDS_DIR="${crds_dir}"
   export PATH="${tools_bin}:${PATH}"
 fi
 

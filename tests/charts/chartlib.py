@@ -6,7 +6,8 @@ Schemas come from two places, both offline:
 * built-in kinds: the Kubernetes OpenAPI v3 documents (``api/openapi-spec/v3/*.json``) of the pinned
   ``KUBERNETES_VERSION`` inside the ``k8s.io/kubernetes`` Go module (already in the module cache wherever
   ``scripts/build-tools.sh controlplane`` ran; otherwise ``go mod download`` fetches that one module);
-* custom resources: the CRDs in ``../shared/crds`` (KServe v0.20.0, Gateway API v1.5.1).
+* custom resources: the KServe and Gateway API CRDs of the pinned ``KSERVE_VERSION`` and ``GATEWAY_API_VERSION``,
+  taken from their Go modules by ``scripts/build-tools.sh --crds`` (see ``crd_dirs``).
 
 Every object schema that lists properties gets ``additionalProperties: false`` unless the API marks it
 ``x-kubernetes-preserve-unknown-fields``, so an unknown field fails validation, as strict server-side field
@@ -17,6 +18,7 @@ validation would. The files are laid out for kubeconform's ``-schema-location`` 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import shutil
@@ -30,7 +32,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = REPO / "helm"
-SHARED_CRDS = REPO.parent / "shared" / "crds"
+BUILD_TOOLS = REPO / "scripts" / "build-tools.sh"
+#: scripts/build-tools.sh exit code for "Go missing or module proxy unreachable".
+EXIT_NO_GO = 3
 VERSIONS_FILE = REPO / "k8s" / "versions.env"
 SCHEMA_LOCATION_TEMPLATE = "{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json"
 
@@ -72,6 +76,42 @@ def tool(name: str) -> Path:
             "module proxy) before the chart tests"
         )
     return path
+
+
+@functools.cache
+def crd_dirs() -> dict[str, Path]:
+    """The pinned CRD folders, ``{"kserve": ..., "gateway-api": ...}``, each holding only CRD files.
+
+    They come from ``scripts/build-tools.sh --crds`` (the one entry point; it fetches them once from the Go modules
+    into the tools cache and prints the folder): KS_CRDS_DIR when scripts/test.sh already ran it, else it is run
+    here. ToolMissing when Go or the module proxy is unavailable (exit 3).
+    """
+    if reason := os.environ.get("KS_NO_TOOLS_REASON"):
+        raise ToolMissing(f"{reason}: the KServe and Gateway API CRDs cannot be fetched")
+    root = os.environ.get("KS_CRDS_DIR")
+    if not root:
+        result = subprocess.run(
+            ["bash", str(BUILD_TOOLS), "--crds"], capture_output=True, text=True, check=False, timeout=1800
+        )
+        if result.returncode == EXIT_NO_GO:
+            raise ToolMissing(f"scripts/build-tools.sh --crds cannot fetch the CRDs:\n{result.stderr[-2000:]}")
+        if result.returncode != 0:
+            raise RuntimeError(f"scripts/build-tools.sh --crds failed (exit {result.returncode}):\n{result.stderr}")
+        root = result.stdout.strip().splitlines()[-1]
+    pins = versions()
+    dirs = {
+        "kserve": Path(root) / f"kserve-{pins['KSERVE_VERSION']}",
+        "gateway-api": Path(root) / f"gateway-api-{pins['GATEWAY_API_VERSION']}",
+    }
+    for name, path in dirs.items():
+        if not any(path.glob("*.yaml")):
+            raise RuntimeError(f"{path} holds no {name} CRD: run `scripts/build-tools.sh --crds`")
+    return dirs
+
+
+def crd_files() -> list[Path]:
+    """Every pinned CRD file (KServe, then Gateway API)."""
+    return [path for folder in crd_dirs().values() for path in sorted(folder.glob("*.yaml"))]
 
 
 # --------------------------------------------------------------------------------------------- rendering
@@ -265,14 +305,12 @@ def generate_crd_schemas(crd_files: Iterable[Path], spec_dir: Path, out: Path) -
 
 
 def build_schema_dir(out: Path) -> Path:
-    """Generate every schema the chart tests need into `out` (built-in kinds and the shared CRDs)."""
+    """Generate every schema the chart tests need into `out` (built-in kinds and the pinned CRDs)."""
     spec_dir = openapi_dir()
-    if not SHARED_CRDS.is_dir():
-        raise ToolMissing(f"{SHARED_CRDS} is missing: the KServe and Gateway API CRDs come from ../shared/crds")
     count = generate_builtin_schemas(spec_dir, out)
     if count < 50:
         raise AssertionError(f"only {count} built-in kinds found in {spec_dir}")
-    generate_crd_schemas(sorted(SHARED_CRDS.rglob("*.yaml")), spec_dir, out)
+    generate_crd_schemas(crd_files(), spec_dir, out)
     return out
 
 

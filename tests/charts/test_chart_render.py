@@ -1,5 +1,5 @@
 """Chart tests: helm lint, render every chart x environment x serving mode with the real Helm engine, validate every
-object strictly offline (k8s 1.32 OpenAPI + the shared CRDs, unknown fields fail) and assert policy on the output.
+object strictly offline (k8s 1.32 OpenAPI + the pinned CRDs, unknown fields fail) and assert policy on the output.
 
 Needs the helm and kubeconform binaries from `scripts/build-tools.sh helm kubeconform`, and the Kubernetes
 OpenAPI documents of the pinned version (k8s.io/kubernetes Go module; see chartlib.openapi_dir).
@@ -28,7 +28,7 @@ ENVS = {"staging": APP / "values-staging.yaml", "production": APP / "values-prod
 MODES = ("kserve", "deployment")
 APP_CI = sorted((APP / "ci").glob("*-values.yaml"))
 MLFLOW_CI = sorted((MLFLOW / "ci").glob("*-values.yaml"))
-# Kinds whose CRDs are not in ../shared/crds: checked by the policy tests below instead.
+# Kinds whose CRDs are not pinned here (Prometheus Operator): checked by the policy tests below instead.
 NO_SCHEMA = ("PodMonitor",)
 CANARY = ("serving.canary.enabled=true", "serving.canary.modelVersion=42", "serving.canary.weight=15")
 

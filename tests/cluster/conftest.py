@@ -1,14 +1,14 @@
 """Session fixture for the cluster tier: a real local control plane (etcd, kube-apiserver, controller-manager,
 scheduler, kwok fake nodes) from the binaries ``scripts/build-tools.sh`` builds from pinned Go modules.
 
-Uses ``<repo>/../shared/crds`` (read-only developer material) for the KServe and Gateway API CRDs; there is no
-offline source to fall back to, so the fixture fails, naming the missing path, when it is absent. Applies
-``k8s/namespaces.yaml`` (what a real cluster gets before the charts).
+Installs the pinned KServe and Gateway API CRDs (``scripts/build-tools.sh --crds``, through
+``chartlib.crd_dirs``) and applies ``k8s/namespaces.yaml`` (what a real cluster gets before the charts).
 
 Environment:
     KS_TOOLS_BIN         bin directory printed by build-tools.sh (scripts/test.sh sets it); else the fixture runs
                          build-tools.sh itself (cached builds are skipped).
     KS_NO_TOOLS_REASON   set by scripts/test.sh when build-tools.sh exited 3: every cluster test is skipped with it.
+    KS_CRDS_DIR          CRD folder printed by ``build-tools.sh --crds`` (scripts/test.sh sets it); else it is run.
     KS_TOOLS_DIR         tools cache (default ``~/.cache/kube-sentiment/tools``), read by build-tools.sh.
     KS_CLUSTER_KEEP=1    keep the work directory (logs, kubeconfig) after the session for debugging.
 """
@@ -28,22 +28,17 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "charts"))
 
+import chartlib
 from localcluster import Cluster, ClusterError, LocalCluster, install_crds
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 BUILD_TOOLS = REPO / "scripts" / "build-tools.sh"
 #: build-tools.sh exit code for "Go missing or module proxy unreachable".
 EXIT_NO_GO = 3
 _SESSION_CLUSTER = pytest.StashKey[Cluster]()
 _TOOLS = pytest.StashKey[Path | str]()
-
-
-def _versions() -> dict[str, str]:
-    """The pins of k8s/versions.env (KEY=value lines)."""
-    lines = (REPO / "k8s" / "versions.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
 
 
 def _skip_loudly(reason: str) -> None:
@@ -85,20 +80,18 @@ def _tools_bin(session: pytest.Session) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``<repo>/../shared``: the CRDs' only offline source (their real one is the network). Missing on a user's
-    machine the tier is skipped with that reason; in CI (``CI`` set) it must run, so it fails."""
-    if not (SHARED / "crds").is_dir():
-        reason = f"{SHARED / 'crds'} is missing: the cluster tier installs the KServe and Gateway API CRDs from it"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return SHARED
+def crd_dirs() -> dict[str, Path]:
+    """The pinned KServe and Gateway API CRD folders; the tier is skipped loudly without Go or the module proxy."""
+    try:
+        return chartlib.crd_dirs()
+    except chartlib.ToolMissing as error:
+        _skip_loudly(str(error))
+        raise
 
 
 @pytest.fixture(scope="session")
-def cluster(shared_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A started local control plane with the shared CRDs Established; always torn down at session end."""
+def cluster(crd_dirs: dict[str, Path], request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A started local control plane with the pinned CRDs Established; always torn down at session end."""
     bin_dir = _tools_bin(request.session)
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is not on PATH; the cluster tier drives the API server with it")
@@ -107,16 +100,13 @@ def cluster(shared_dir: Path, request: pytest.FixtureRequest) -> Iterator[Cluste
     try:
         try:
             local.start(timeout=180)
-            crds = shared_dir / "crds"
-            pins = _versions()
-            crd_dirs = [crds / f"kserve-{pins['KSERVE_VERSION']}", crds / f"gateway-api-{pins['GATEWAY_API_VERSION']}"]
-            install_crds(local, crd_dirs, timeout=120)
+            install_crds(local, list(crd_dirs.values()), timeout=120)
             namespaces = REPO / "k8s" / "namespaces.yaml"
             if namespaces.exists():
                 local.kubectl("apply", "--server-side", "-f", str(namespaces))
         except ClusterError as error:
             pytest.fail(f"local control plane failed: {error}\n{local.diagnostics()}")
-        handle = Cluster(local=local, bin_dir=bin_dir, repo=REPO, shared=shared_dir)
+        handle = Cluster(local=local, bin_dir=bin_dir, repo=REPO)
         request.session.stash[_SESSION_CLUSTER] = handle
         yield handle
     finally:

@@ -492,7 +492,6 @@ class Cluster:
     local: LocalCluster
     bin_dir: Path
     repo: Path
-    shared: Path
 
     @property
     def kubeconfig(self) -> Path:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "build-tools.sh"
@@ -75,3 +76,56 @@ def test_unreachable_module_proxy_exits_3(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "module proxy" in result.stderr and "SKIPPED" in result.stderr
     assert not (tmp_path / "tools" / "bin" / "kubeconform").exists()
+
+
+def test_crds_take_no_tool_names(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--crds", "helm")
+    assert result.returncode == 2
+    assert "--crds takes no tool names" in result.stderr
+
+
+def test_crds_without_module_proxy_exit_3_and_leave_nothing(tmp_path: Path) -> None:
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    env = {**os.environ, "KS_TOOLS_DIR": str(tmp_path / "tools"), "GOPROXY": "off", "GOMODCACHE": str(tmp_path / "mod")}
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--crds"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 3, result.stderr
+    assert "module proxy" in result.stderr
+    assert {path.name for path in (tmp_path / "tools" / "crds").iterdir()} <= {".lock"}  # no CRDs, no staging dir
+
+
+@pytest.mark.cluster
+def test_crds_are_the_pinned_modules_crds_only(tmp_path: Path) -> None:
+    """--crds keeps, per pinned module, exactly the CRDs its kustomization installs (plus KServe's controller
+    config), says where they came from, and skips a second time."""
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed")
+    pins = _versions()
+    version = {"kserve": pins["KSERVE_VERSION"], "gateway-api": pins["GATEWAY_API_VERSION"]}
+    first = _run(tmp_path, "--crds")
+    assert first.returncode == 0, first.stderr
+    root = Path(first.stdout.strip().splitlines()[-1])
+    assert root == tmp_path / "crds"
+
+    kinds: dict[str, set[str]] = {}
+    for name, module in (("kserve", "github.com/kserve/kserve"), ("gateway-api", "sigs.k8s.io/gateway-api")):
+        folder = root / f"{name}-{version[name]}"
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRDs are megabytes
+        docs = [doc for path in folder.glob("*.yaml") for doc in yaml.load_all(path.read_text(), loader) if doc]
+        assert {doc["kind"] for doc in docs} == {"CustomResourceDefinition"}, folder
+        kinds[name] = {doc["spec"]["names"]["kind"] for doc in docs}
+        source = (folder / "SOURCE").read_text().split()
+        assert source[:2] == [module, version[name]]
+        assert source[2].startswith("h1:")
+    assert {"InferenceService", "ServingRuntime", "ClusterServingRuntime", "ClusterStorageContainer"} <= kinds["kserve"]
+    assert "LLMInferenceService" not in kinds["kserve"]  # a separate KServe component (needs a conversion webhook)
+    assert {"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "ReferenceGrant"} <= kinds["gateway-api"]
+    configmap_file = root / f"kserve-{version['kserve']}" / "configmap" / "inferenceservice.yaml"
+    configmap = yaml.safe_load(configmap_file.read_text())
+    assert (configmap["kind"], configmap["metadata"]["name"]) == ("ConfigMap", "inferenceservice-config")
+
+    again = _run(tmp_path, "--crds")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already fetched, skipping") == 2
