@@ -5,7 +5,7 @@
 #   scripts/build-tools.sh --crds             # fetch the pinned KServe and Gateway API CRDs, print their folder
 #   scripts/build-tools.sh --sync-modules     # rewrite k8s/tools/*/go.mod after a version bump
 #
-# Tools (built in this order, quick ones first): helm kubeconform actionlint kwok etcd controlplane.
+# Tools (built in this order, quick ones first): helm kubeconform helm-docs actionlint kwok etcd controlplane.
 # Aliases: kwokctl -> kwok; kube-apiserver, kube-controller-manager, kube-scheduler -> controlplane.
 # Versions come from k8s/versions.env. Binaries land in
 #   ${KS_TOOLS_DIR:-$HOME/.cache/kube-sentiment/tools}/<tool>-<version>/<binary>
@@ -33,7 +33,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 versions_file="${repo_root}/k8s/versions.env"
 tools_dir="${KS_TOOLS_DIR:-${HOME}/.cache/kube-sentiment/tools}"
 bin_dir="${tools_dir}/bin"
-all_tools=(helm kubeconform actionlint kwok etcd controlplane)
+all_tools=(helm kubeconform helm-docs actionlint kwok etcd controlplane)
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
@@ -55,7 +55,8 @@ loud_no_go() {
 
 # shellcheck source=/dev/null  # KEY=value lines only
 source "${versions_file}"
-for var in KUBERNETES_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION KUBECONFORM_VERSION ACTIONLINT_VERSION; do
+for var in KUBERNETES_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION KUBECONFORM_VERSION HELM_DOCS_VERSION \
+  ACTIONLINT_VERSION; do
   [[ -n "${!var:-}" ]] || die "${EXIT_USAGE}" "${var} is not set in ${versions_file}"
 done
 
@@ -170,6 +171,13 @@ build_kubeconform() {
   run_step kubeconform "go install github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" \
     env GOBIN="${out}" go install -ldflags "-s -w -X main.version=${KUBECONFORM_VERSION}" \
     "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
+}
+
+build_helm_docs() {
+  local out="$1"
+  run_step helm-docs "go install github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}" \
+    env GOBIN="${out}" go install -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"
 }
 
 build_actionlint() {
@@ -298,6 +306,7 @@ build() {
   case "$1" in
     helm) build_tool helm "helm-${HELM_VERSION}" helm build_helm ;;
     kubeconform) build_tool kubeconform "kubeconform-${KUBECONFORM_VERSION}" kubeconform build_kubeconform ;;
+    helm-docs) build_tool helm-docs "helm-docs-${HELM_DOCS_VERSION}" helm-docs build_helm_docs ;;
     actionlint) build_tool actionlint "actionlint-${ACTIONLINT_VERSION}" actionlint build_actionlint ;;
     kwok) build_tool kwok "kwok-${KWOK_VERSION}" "kwok kwokctl" build_kwok ;;
     etcd) build_tool etcd "etcd-${ETCD_VERSION}" etcd build_etcd ;;
