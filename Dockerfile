@@ -32,6 +32,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # The project itself, installed as a regular (non-editable) package so /src is not needed at run time.
 COPY model/ model/
 COPY serving/ serving/
+COPY control/ control/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable \
     && test -x /opt/venv/bin/kube-sentiment

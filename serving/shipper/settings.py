@@ -9,8 +9,10 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from model.process import ProcessSettings
 
 
 def _default_shipper_id() -> str:
@@ -18,10 +20,10 @@ def _default_shipper_id() -> str:
     return socket.gethostname() or "shipper"
 
 
-class ShipSettings(BaseSettings):
+class ShipSettings(ProcessSettings):
     """Where the shipper listens, where it spools, and where it writes."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_SHIP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_SHIP_")
 
     host: str = "0.0.0.0"
     """Address to listen on (the predictor reaches the sidecar over the pod's loopback)."""
@@ -74,10 +76,6 @@ class ShipSettings(BaseSettings):
     """On SIGTERM, how long to keep flushing the spool to the sink before exiting (what is left stays spooled)."""
     poll_interval_s: float = Field(0.2, gt=0.0)
     """How often the flusher looks for sealed segments."""
-    log_level: str = "INFO"
-    """Root log level."""
-    json_logs: bool | None = None
-    """JSON log lines (default: when stderr is not a terminal)."""
 
     @field_validator("s3_prefix")
     @classmethod
@@ -85,3 +83,9 @@ class ShipSettings(BaseSettings):
         """Normalise the key prefix to ``''`` or ``'something/'``."""
         value = value.strip("/")
         return f"{value}/" if value else ""
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> ShipSettings:
+        if self.sink == "s3" and not self.s3_bucket:
+            raise ValueError("sink=s3 needs s3_bucket (KS_SHIP_S3_BUCKET or --s3-bucket)")
+        return self

@@ -21,7 +21,7 @@ def test_local_loop_trains_gates_serves_ships_and_reports_no_drift(tmp_path: Pat
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KS_LOOP_MLFLOW_PORT": "0"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout)  # stdout holds the summary alone: `kube-sentiment loop | jq` works
     assert summary["training"]["decision"] == "promoted"
     assert summary["training"]["candidate_macro_f1"] >= 0.76
     assert sum(summary["traffic"].values()) == 900 and all(summary["traffic"].values())

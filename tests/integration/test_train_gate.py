@@ -5,6 +5,7 @@ A 1,800-row sample of the real corpus keeps each run to a couple of seconds.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from model.data import read_table
-from model.run import EXIT_REFUSED, train_and_gate
+from model.errors import ExitCode
+from model.run import train_and_gate
 from model.settings import DataSettings, ModelSettings, TrackingSettings, TrainSettings
 from tests.conftest import MlflowServer, free_port
 
@@ -60,7 +62,7 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     client.set_registered_model_alias(name, "production", first.model_version)  # a deployment promotes it
 
     worse = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name, alpha=0.5))
-    assert worse.decision.decision == "refused" and worse.exit_code == EXIT_REFUSED
+    assert worse.decision.decision == "refused" and worse.exit_code == ExitCode.GATE_REFUSED
     assert worse.production is not None
     assert worse.production.macro_f1 == pytest.approx(first.candidate.macro_f1)  # re-scored on the same holdout
     assert client.get_model_version_by_alias(name, "candidate").version == first.model_version  # nothing moved
@@ -114,3 +116,10 @@ def test_cli_exit_codes_for_unreachable_server_and_bad_data(mlflow_server: Mlflo
 
     result = run_cli("--force", "--tracking-uri", dead)
     assert result.returncode == 78 and "force_reason" in result.stderr
+
+    result = run_cli("--data-path", str(sample_csv), "--tracking-uri", mlflow_server.uri, "--registered-model",
+                     "cli-json", "--floor", "0.4", "--output-dir", str(tmp_path / "ok"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["decision"] == "promoted"  # stdout: the summary and nothing else
+    records = [json.loads(line) for line in result.stderr.splitlines()]  # stderr: JSON records and nothing else
+    assert any(r["msg"].startswith("🏃 View run") for r in records), "MLflow's print went to the log"

@@ -9,8 +9,8 @@ from pathlib import Path
 from conftest import SmallModel
 from drifthelp import gibberish, manual_sentences, predicted_events, write_to_sink
 
-from model.drift.main import DriftOutcome, main, run
-from model.drift.settings import DriftSettings
+from control.drift.main import DriftOutcome, main, run
+from control.drift.settings import DriftSettings
 
 
 def drift_run(tmp_path: Path, model: SmallModel, **overrides) -> DriftOutcome:
@@ -81,10 +81,11 @@ def test_too_few_records_is_insufficient_data_not_drift(tmp_path: Path, small_mo
     assert code == 4
 
 
-def test_bad_settings_and_missing_reference_exit_1(tmp_path: Path, small_model: SmallModel) -> None:
-    assert main(["--window", "forever"]) == 1
+def test_bad_settings_exit_78_and_a_missing_reference_66(tmp_path: Path, small_model: SmallModel) -> None:
+    assert main(["--window", "forever"]) == 78
+    assert main(["--start", "2026-01-02T00:00:00", "--end", "2026-01-01T00:00:00"]) == 78
     write_to_sink(tmp_path / "sink", predicted_events(small_model.pipeline, small_model.fresh_texts[:600],
                                                       model_version="9"), "seg")
     code = main(["--source", str(tmp_path / "sink"), "--reference-dir", str(tmp_path / "nowhere"),
                  "--output-dir", str(tmp_path / "out")])
-    assert code == 1
+    assert code == 66

@@ -12,8 +12,8 @@ import pytest
 from conftest import SmallModel
 from drifthelp import predicted_events, write_to_sink
 
-from model.drift.main import run
-from model.drift.settings import DriftSettings
+from control.drift.main import run
+from control.drift.settings import DriftSettings
 from model.registry import register
 
 pytestmark = pytest.mark.integration

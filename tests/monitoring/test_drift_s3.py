@@ -10,8 +10,8 @@ import pytest
 from conftest import MotoServer, SmallModel
 from drifthelp import gibberish, predicted_events
 
-from model.drift.main import run
-from model.drift.settings import DriftSettings
+from control.drift.main import run
+from control.drift.settings import DriftSettings
 from serving.shipper.records import parse_ndjson, segment_objects_from_lines
 from serving.shipper.sinks import S3Sink
 

@@ -10,10 +10,10 @@ import pytest
 from drifthelp import write_to_sink
 from eventgen import events
 
-from model.drift import stats
-from model.drift.main import overall
-from model.drift.settings import DriftSettings, parse_duration
-from model.drift.window import group_indices, read_window
+from control.drift import stats
+from control.drift.main import overall
+from control.drift.settings import DriftSettings, parse_duration
+from control.drift.window import group_indices, read_window
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
@@ -58,7 +58,7 @@ def test_overall_verdict_and_exit_codes() -> None:
     assert overall(["warn"]) == ("warn", 0)
     assert overall(["insufficient_data"]) == ("insufficient_data", 4)
     assert overall([]) == ("insufficient_data", 4)
-    assert overall(["error", "ok"]) == ("error", 1)
+    assert overall(["error", "ok"]) == ("error", 66)
 
 
 def test_read_window_prunes_partitions_filters_time_dedupes_and_groups(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def predictor(
     tmp = tmp_path_factory.mktemp("predictor")
     running = start_predictor(
         tmp,
-        ["--model_dir", str(tiny_model_dir), "--max_texts", "16", "--max_text_chars", "200"],
+        ["--model-dir", str(tiny_model_dir), "--max-texts", "16", "--max-text-chars", "200"],
         env={"KS_SERVE_EVENTS_URL": event_sink.url, "KS_SERVE_EVENTS_FLUSH_INTERVAL_S": "0.05",
              "KS_SERVE_TRACK": "canary", "KS_SERVE_ENVIRONMENT": "test"},
     )

@@ -65,8 +65,8 @@ def test_predictor_waits_unready_for_the_alias_then_serves_that_version(
     version = register(mlflow_server, tiny_model_dir, name)
     predictor = start_predictor(
         tmp_path,
-        ["--model_uri", f"models:/{name}@production", "--load_in_background", "true",
-         "--download_dir", str(tmp_path / "dl")],
+        ["--model-uri", f"models:/{name}@production", "--load-in-background",
+         "--download-dir", str(tmp_path / "dl")],
         env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "KS_SERVE_LOAD_DEADLINE_S": "120"},
         wait_ready=False,
     )

@@ -332,6 +332,6 @@ def run_serving(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_missing_model_fails_start_up_naming_it(tmp_path: Path) -> None:
-    result = run_serving(["--model_dir", str(tmp_path / "nowhere")], tmp_path)
+    result = run_serving(["--model-dir", str(tmp_path / "nowhere")], tmp_path)
     assert result.returncode == 66, result.stderr
     assert f"model directory {tmp_path / 'nowhere'} does not exist" in result.stderr

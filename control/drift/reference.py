@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifacts import ModelBundle, load_model_dir
-from model.errors import ModelArtifactError
+from model.errors import ConfigError, ModelArtifactError
 from model.profile import check_profile, word_vocabulary
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class ReferenceStore:
 
     def __init__(self, reference_dir: Path | None, tracking_uri: str | None, registered_model: str) -> None:
         if reference_dir is None and not tracking_uri:
-            raise ModelArtifactError("no reference: set KS_DRIFT_REFERENCE_DIR (a model directory) or "
+            raise ConfigError("no reference: set KS_DRIFT_REFERENCE_DIR (a model directory) or "
                                      "KS_DRIFT_TRACKING_URI / MLFLOW_TRACKING_URI (the registry)")
         self.reference_dir = reference_dir
         self.tracking_uri = tracking_uri

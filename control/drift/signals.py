@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from model.drift import stats
-from model.drift.reference import Reference
-from model.drift.settings import DriftSettings, Thresholds
+from control.drift import stats
+from control.drift.reference import Reference
+from control.drift.settings import DriftSettings, Thresholds
 from model.profile import oov_rates
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from model.drift.signals import GroupResult
+from control.drift.signals import GroupResult
 
 SCHEMA = "kube-sentiment.drift-report/v1"
 COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "drift": "#c62828", "insufficient_data": "#757575",

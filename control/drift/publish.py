@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
-from model.drift.signals import VERDICT_RANK, GroupResult
+from control.drift.signals import VERDICT_RANK, GroupResult
 
 log = logging.getLogger(__name__)
 VERDICT_VALUE = {**VERDICT_RANK, "error": -2}
@@ -27,7 +27,8 @@ def metrics_registry(groups: list[GroupResult], exit_code: int, records: int, fi
                       "2 drift.", labels, registry=registry)
     g_records = Gauge("ks_drift_group_records", "Records of the group in the window.", labels, registry=registry)
     Gauge("ks_drift_records", "Records in the window.", registry=registry).set(records)
-    Gauge("ks_drift_exit_code", "Exit code of the run (0 ok, 3 drift, 4 insufficient data, 1 error).",
+    Gauge("ks_drift_exit_code", "Exit code of the run (0 ok, 3 drift, 4 insufficient data, 66 a reference "
+          "could not be loaded).",
           registry=registry).set(exit_code)
     Gauge("ks_drift_last_run_timestamp_seconds", "Unix time the run finished.", registry=registry).set(finished_at)
     for g in groups:

@@ -4,11 +4,12 @@ A real ``mlflow server`` (sqlite, local artefacts, loopback) → train and gate 
 alias is moved to the promoted version (what a deployment does) → the shipper sidecar and the KServe predictor
 start as processes → held-out tweets are sent over V1 REST, V2 REST and V2 gRPC → everything shuts down
 gracefully (the shipper drains to its sink) → the drift job compares the logged window with the training
-reference. Prints where to look.
+reference. Prints where to look: a JSON summary, the only thing on stdout (``kube-sentiment loop | jq`` works).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -18,23 +19,24 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from model.errors import KubeSentimentError
+from model.errors import UnavailableError
+from model.process import Outcome, ProcessSettings, run_process, settings_parser
 
 log = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent
 
 
-class LoopSettings(BaseSettings):
+class LoopSettings(ProcessSettings):
     """Knobs of the local loop (env ``KS_LOOP_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_LOOP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_LOOP_")
 
     state_dir: Path = Path(".kube-sentiment/loop")
     """Where the MLflow database, artefacts, spool, prediction logs and reports live."""
@@ -48,8 +50,8 @@ class LoopSettings(BaseSettings):
     """How long each process may take to become ready."""
 
 
-class LoopError(KubeSentimentError):
-    """A process of the local loop did not start or answer."""
+class LoopError(UnavailableError):
+    """A process of the local loop did not start or answer (exit 69)."""
 
 
 def _free_port(preferred: int = 0) -> int:
@@ -129,8 +131,8 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
     """Run the loop; return the summary that ``main`` prints. Processes are stopped unless ``keep_running``."""
     from mlflow.tracking import MlflowClient
 
-    from model.drift.main import run as run_drift
-    from model.drift.settings import DriftSettings
+    from control.drift.main import run as run_drift
+    from control.drift.settings import DriftSettings
     from model.run import train_and_gate
     from model.settings import TrackingSettings, TrainSettings
 
@@ -166,9 +168,9 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         _wait(lambda: _ok(f"http://127.0.0.1:{ship_port}/readyz"), settings.deadline_s, "shipper", shipper,
               logs / "shipper.log")
         predictor = _start("predictor", [
-            str(BIN / "kube-sentiment"), "serve", "--model_uri", f"models:/{result.model_name}@production",
+            str(BIN / "kube-sentiment"), "serve", "--model-uri", f"models:/{result.model_name}@production",
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
-            "--events_url", f"http://127.0.0.1:{ship_port}/v1/events", "--log_text", "true",
+            "--events-url", f"http://127.0.0.1:{ship_port}/v1/events", "--log-text",
         ], logs, {"MLFLOW_TRACKING_URI": tracking})
         processes.append(predictor)
         http = f"http://127.0.0.1:{http_port}"
@@ -179,7 +181,8 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         log.info("sent %d held-out tweets: %s", len(texts), sent)
 
         if settings.keep_running:
-            print(f"predictor: {http} (gRPC 127.0.0.1:{grpc_port}), MLflow: {tracking}; Ctrl-C stops and runs drift")
+            log.info("predictor: %s (gRPC 127.0.0.1:%d), MLflow: %s; Ctrl-C stops and runs drift", http, grpc_port,
+                     tracking)
             stop_signals = {signal.SIGINT, signal.SIGTERM}
             signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             signal.sigwait(stop_signals)
@@ -204,3 +207,22 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``kube-sentiment loop``: one per :class:`LoopSettings` field."""
+    return settings_parser(
+        LoopSettings,
+        prog="kube-sentiment loop",
+        description="Run the whole loop locally, no cluster: MLflow server, train + gate, serve, ship, drift report. "
+        "Prints a JSON summary on stdout (logs go to stderr).",
+    )
+
+
+def _loop(settings: LoopSettings, _: argparse.Namespace) -> Outcome:
+    return Outcome(0, run_loop(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kube-sentiment loop [flags]``: returns the exit code."""
+    return run_process(LoopSettings, argv, _loop, parser=build_parser())

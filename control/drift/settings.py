@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from model.errors import ConfigError
+from model.process import ProcessSettings, SettingsGroup
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -25,10 +28,10 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-class Thresholds(BaseSettings):
+class Thresholds(SettingsGroup):
     """Warn / drift thresholds of each signal's effect size, and the significance level."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_")
 
     psi_warn: float = Field(0.1, gt=0.0)
     """Population stability index of class shares and confidence bins at which a signal warns."""
@@ -56,10 +59,10 @@ class Thresholds(BaseSettings):
     """Multiple-testing correction over the signals of one group."""
 
 
-class DriftSettings(BaseSettings):
+class DriftSettings(ProcessSettings):
     """Everything ``kube-sentiment drift`` needs."""
 
-    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="KS_DRIFT_")
 
     source: str = ".kube-sentiment/predictions"
     """The shipper's sink: a local directory, or ``s3://bucket/prefix``."""
@@ -104,10 +107,6 @@ class DriftSettings(BaseSettings):
     """Job label of the pushed metrics."""
     log_to_mlflow: bool = False
     """Log metrics and the reports to the run of each model version (MLflow references only)."""
-    log_level: str = "INFO"
-    """Root log level."""
-    json_logs: bool | None = None
-    """JSON log lines (default: when stderr is not a terminal)."""
 
     @field_validator("window")
     @classmethod
@@ -125,9 +124,9 @@ class DriftSettings(BaseSettings):
         return value
 
     def window_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        """``(start, end)`` of the window in UTC."""
+        """``(start, end)`` of the window in UTC; ``ConfigError`` when the start is not before the end."""
         end = self.end or now or datetime.now(UTC)
         start = self.start or end - parse_duration(self.window)
         if start >= end:
-            raise ValueError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
+            raise ConfigError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
         return start, end
