@@ -52,7 +52,7 @@ def write_records(sink: Path, pipeline, texts: list[str], n: int, end: datetime)
     import numpy as np
     import pyarrow as pa
 
-    from serving.shipper.records import PARQUET_SCHEMA, encode_parquet, partition_path
+    from serving.eventlog.parquet import PARQUET_SCHEMA, encode_parquet, partition_path
 
     rng = np.random.default_rng(0)
     probabilities = pipeline.predict_proba(texts)

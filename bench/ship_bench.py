@@ -63,7 +63,7 @@ def _records(batch: list) -> bytes:  # type: ignore[type-arg]
     """The predictor's request records of ``batch`` (one single-text request per event, text logging off)."""
     import numpy as np
 
-    from serving.events import RequestEncoder
+    from serving.eventlog.events import RequestEncoder
 
     first = batch[0]
     encoder = RequestEncoder(first["model_name"], first["model_version"], first["track"], first["environment"],

@@ -2,8 +2,8 @@
 
 A request hands one compact record (its texts and probability matrix) to :meth:`EventEmitter.submit`, which only
 appends to a deque: no serialisation, no hashing, no I/O on the request path. A background task on the same event
-loop encodes each request as one NDJSON line (:class:`serving.events.RequestEncoder`; the sidecar expands it into
-one event per text), in slices of about ``ENCODE_SLICE`` events, giving the loop back between slices so requests
+loop encodes each request as one NDJSON line (``serving.eventlog.events.RequestEncoder``; the sidecar expands it
+into one event per text), in slices of about ``ENCODE_SLICE`` events, giving the loop back between slices so requests
 never wait behind a whole batch, and POSTs them in batches of about ``batch_size`` events (a request is never
 split, so a batch may exceed it by one request's texts) and at least every ``flush_interval_s``, and counts what
 was sent. When more than ``queue_size`` events wait (sidecar slow or down), new ones are dropped and counted; a
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from serving.events import RequestEncoder
+from serving.eventlog.events import RequestEncoder
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)

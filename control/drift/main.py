@@ -57,12 +57,11 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
     from control.drift.publish import log_to_mlflow, metrics_registry, publish_metrics
     from control.drift.reference import ReferenceStore
     from control.drift.signals import ERROR, GroupResult, evaluate_group
-    from control.drift.window import group_indices, read_window
+    from control.drift.window import group_indices, read
 
     started = time.perf_counter()
     start, end = settings.window_bounds(now)
-    window = read_window(settings.source, start, end, settings.environment, settings.s3_endpoint_url,
-                         settings.s3_region)
+    window = read(settings, start, end)
     store = ReferenceStore(settings.reference_dir, settings.tracking_uri, settings.registered_model)
     groups: list[GroupResult] = []
     for (version, track), rows in sorted(group_indices(window.table).items()):

@@ -1,6 +1,8 @@
 """``kube-sentiment ship``: the monitoring sidecar that writes prediction events to a sink and loses none.
 
-Modules: ``settings`` (``ShipSettings``), ``records`` (event parsing, KServe CloudEvent join, partitioning,
-Parquet encoding), ``spool`` (the fsync'ed write-ahead spool), ``sinks`` (local directory, S3), ``flusher`` (spool
-segments to sink objects), ``app`` (the HTTP app factory), ``main`` (process entry point). See docs/monitoring.md.
+Modules: ``settings`` (``ShipSettings``), ``wire`` (the spool's line format: ingest parsing, quarantine records),
+``cloudevents`` (the KServe payload-logger join), ``spool`` (the fsync'ed write-ahead spool), ``objects`` (a
+segment → Parquet and quarantine objects, in the layout of ``serving.eventlog.parquet``), ``sinks`` (local
+directory, S3), ``flusher`` (ships sealed segments), ``app`` (the HTTP app factory), ``main`` (process entry point).
+See docs/monitoring.md.
 """

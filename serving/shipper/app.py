@@ -2,7 +2,7 @@
 
 Routes:
 
-``POST /v1/events``  NDJSON prediction events (``serving.events``); 202 ``{"accepted", "quarantined"}`` once
+``POST /v1/events``  NDJSON prediction events (``serving.eventlog.events``); 202 ``{"accepted", "quarantined"}`` once
                      they are fsync'ed; 400 when every line was malformed (they are quarantined all the same);
                      415 wrong content type; 413 body too large; 503 + ``Retry-After`` when the spool is full.
 ``POST /``           KServe payload-logger CloudEvents in HTTP binary mode (``ce-*`` headers); request and
@@ -31,22 +31,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.shipper.cloudevents import JoinDefaults, Joiner, make_half
 from serving.shipper.flusher import Flusher
 from serving.shipper.metrics import ShipMetrics
-from serving.shipper.records import (
-    SOURCE_KSERVE,
-    SOURCE_PREDICTOR,
-    JoinDefaults,
-    Joiner,
-    MalformedInput,
-    make_half,
-    parse_ndjson,
-    quarantine_line,
-    read_segment_lines,
-)
 from serving.shipper.settings import ShipSettings
 from serving.shipper.sinks import Sink, build_sink
 from serving.shipper.spool import Spool, SpoolFull
+from serving.shipper.wire import (
+    SOURCE_KSERVE,
+    SOURCE_PREDICTOR,
+    MalformedInput,
+    parse_ndjson,
+    quarantine_line,
+    spooled_halves,
+)
 
 log = logging.getLogger(__name__)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
@@ -72,11 +70,11 @@ class Shipper:
         """Recover the spool, rebuild waiting CloudEvent halves, start the flusher."""
         segments = self.spool.recover()
         halves: list[Any] = []
-        joined: set[Any] = set()
+        joined: set[str] = set()
         for segment in segments:
-            content = read_segment_lines(segment.path.read_bytes().splitlines())
-            halves.extend(content.halves)
-            joined.update(e["request_id"] for e in content.events if e.get("source") == SOURCE_KSERVE)
+            segment_halves, segment_joined = spooled_halves(segment.path.read_bytes().splitlines())
+            halves.extend(segment_halves)
+            joined.update(segment_joined)
         self.joiner.restore(halves, joined)
         self.spool.carry_forward = self.joiner.pending_lines
         if segments:

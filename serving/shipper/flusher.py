@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 
+from serving.shipper.cloudevents import Joiner
 from serving.shipper.metrics import ShipMetrics
-from serving.shipper.records import Joiner, segment_objects_from_lines
+from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import Sink, SinkError
 from serving.shipper.spool import Segment, Spool
 
@@ -34,7 +35,7 @@ class Flusher:
     def ship_segment(self, segment: Segment) -> int:
         """Write every object of ``segment`` to the sink, then delete it; return the events written."""
         lines = segment.path.read_bytes().splitlines()
-        objects, duplicates = segment_objects_from_lines(segment.id, lines)
+        objects, duplicates = segment_objects(segment.id, lines)
         for key, data, _ in objects:
             self.sink.put(key, data)
         self.spool.remove(segment, len(lines))

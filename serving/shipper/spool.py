@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.shipper.records import safe_partition_value
+from serving.eventlog.parquet import safe_partition_value
 
 log = logging.getLogger(__name__)
 OPEN, READY = ".open", ".ready"

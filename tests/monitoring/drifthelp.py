@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 
-from serving.events import make_event
-from serving.shipper.records import parse_ndjson, read_segment_lines, segment_objects
+from serving.eventlog.events import make_event
+from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import LocalSink
+from serving.shipper.wire import parse_ndjson
 
 
 def predicted_events(pipeline: Any, texts: Sequence[str], model_version: str = "1", track: str = "stable",
@@ -33,7 +34,7 @@ def write_to_sink(root: Path, events: Sequence[dict], segment_id: str) -> int:
     body = b"".join(orjson.dumps(e) + b"\n" for e in events)
     good, bad, _ = parse_ndjson(body, time.time())
     sink = LocalSink(root)
-    objects = segment_objects(segment_id, read_segment_lines(good + bad))
+    objects, _ = segment_objects(segment_id, good + bad)
     for key, data, _ in objects:
         sink.put(key, data)
     return len(good)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from serving.events import PredictionEvent, make_event
+from serving.eventlog.events import PredictionEvent, make_event
 
 CLASSES = ("negative", "neutral", "positive")
 

@@ -12,8 +12,9 @@ from drifthelp import gibberish, predicted_events
 
 from control.drift.main import run
 from control.drift.settings import DriftSettings
-from serving.shipper.records import parse_ndjson, segment_objects_from_lines
+from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import S3Sink
+from serving.shipper.wire import parse_ndjson
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def test_drift_reads_an_s3_window_and_groups_by_version_and_track(tmp_path: Path
     canary = predicted_events(small_model.pipeline, gibberish(600), track="canary", prefix="c")
     for segment_id, batch in (("seg-stable", stable), ("seg-canary", canary)):
         lines, _, _ = parse_ndjson(b"".join(orjson.dumps(e) + b"\n" for e in batch), 1.0)
-        objects, _ = segment_objects_from_lines(segment_id, lines)
+        objects, _ = segment_objects(segment_id, lines)
         for key, data, _ in objects:
             sink.put(key, data)
     outcome = run(DriftSettings(source="s3://logs/predictions", s3_endpoint_url=moto.url,

@@ -13,7 +13,8 @@ from eventgen import events
 from control.drift import stats
 from control.drift.main import overall
 from control.drift.settings import DriftSettings, parse_duration
-from control.drift.window import group_indices, read_window
+from control.drift.window import group_indices
+from serving.eventlog.reader import read_window
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
@@ -71,7 +72,8 @@ def test_read_window_prunes_partitions_filters_time_dedupes_and_groups(tmp_path:
     write_to_sink(sink, events(7, ts=base + 2.7 * hour, prefix="can", track="canary", model_version="2"), "s4")
     write_to_sink(sink, events(9, ts=base + 2.6 * hour, prefix="other", environment="prod"), "s5")
     start = datetime.fromtimestamp(base + 2 * hour, UTC)
-    window = read_window(str(sink), start, datetime.fromtimestamp(base + 3 * hour, UTC), environment="test")
+    window = read_window(str(sink), start, datetime.fromtimestamp(base + 3 * hour, UTC),
+                         where={"environment": "test"})
     assert window.table.num_rows == 27 and window.duplicates == 5
     groups = group_indices(window.table)
     assert {k: len(v) for k, v in groups.items()} == {("1", "stable"): 20, ("2", "canary"): 7}

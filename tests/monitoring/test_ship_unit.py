@@ -8,30 +8,35 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from eventgen import events, ndjson
 from starlette.testclient import TestClient
 
-from serving.events import RequestEncoder
+from serving.eventlog.events import RequestEncoder
+from serving.eventlog.parquet import partitions, safe_partition_value
 from serving.shipper.app import create_app
-from serving.shipper.records import (
-    REQUEST_TYPE,
-    RESPONSE_TYPE,
-    JoinDefaults,
-    Joiner,
-    MalformedInput,
-    make_half,
-    parse_ndjson,
-    partition_of,
-    read_segment_lines,
-    safe_partition_value,
-    segment_objects,
-)
+from serving.shipper.cloudevents import REQUEST_TYPE, RESPONSE_TYPE, JoinDefaults, Joiner, make_half
+from serving.shipper.objects import segment_objects
 from serving.shipper.settings import ShipSettings
 from serving.shipper.spool import Spool, SpoolFull
+from serving.shipper.wire import MalformedInput, parse_ndjson
 
 DEFAULTS = JoinDefaults("test", "sentiment", "9", "canary", ("negative", "neutral", "positive"))
+
+
+def shipped(lines: list[bytes]) -> list[dict]:
+    """The events the sink gets from a segment of ``lines`` (rows of its Parquet objects, in key order)."""
+    objects, _ = segment_objects("seg", lines)
+    tables = [pq.read_table(io.BytesIO(o.data)) for o in objects if o.key.endswith(".parquet")]
+    return pa.concat_tables(tables).to_pylist() if tables else []
+
+
+def joined_events(lines: list[bytes]) -> list[dict]:
+    """The events in spool lines made by the joiner (after their batch marker)."""
+    assert orjson.loads(lines[0])["_s"] == "kserve-logger"
+    return [orjson.loads(line) for line in lines[1:]]
 
 
 def test_parse_ndjson_keeps_valid_events_and_quarantines_the_rest() -> None:
@@ -41,7 +46,7 @@ def test_parse_ndjson_keeps_valid_events_and_quarantines_the_rest() -> None:
     assert n == 3 and len(lines) == 4 and len(bad) == 3
     assert orjson.loads(lines[0]) == {"_t": 123.0, "_s": "predictor"}
     assert lines[1] == ndjson(good[:1]).strip()  # stored byte for byte
-    first = read_segment_lines(lines).events[0]
+    first = shipped(lines)[0]
     assert first["received_at"] == 123.0 and first["source"] == "predictor" and first["id"] == "req0:0"
     reasons = [orjson.loads(b)["_q"] for b in bad]
     assert reasons[0].startswith("invalid JSON")
@@ -55,7 +60,7 @@ def test_parse_ndjson_expands_the_predictors_request_records() -> None:
     broken = record.replace(b'"text_length":[4,5]', b'"text_length":[4]')
     lines, bad, n = parse_ndjson(record + b"\n" + broken + b"\n", 7.0)
     assert n == 2 and len(lines) == 3 and len(bad) == 1
-    stored = read_segment_lines(lines).events
+    stored = shipped(lines)
     assert [(e["id"], e["label"], e["text"], e["text_length"]) for e in stored] == [
         ("req:0", "positive", None, 4), ("req:1", "negative", None, 5)]
     assert "'text_length' must be an array of 2 integers" in orjson.loads(bad[0])["_q"]
@@ -64,17 +69,19 @@ def test_parse_ndjson_expands_the_predictors_request_records() -> None:
 def test_partition_values_are_path_safe_and_time_is_utc() -> None:
     assert safe_partition_value("v1/../x y") == "v1_.._x_y"
     assert safe_partition_value("..") == "_"
-    event = {"environment": "prod", "model_version": "7", "ts": 0.0}
-    assert partition_of(event) == ("prod", "7", "1970-01-01", "00")
+    table = pa.table({"environment": ["prod", "a/b", "prod", None], "model_version": ["7", "7", "7", "7"],
+                      "ts": [0.0, 25 * 3600.0, 1.0, 0.0]})
+    assert {k: v.tolist() for k, v in partitions(table).items()} == {
+        ("prod", "7", "1970-01-01", "00"): [0, 2], ("a_b", "7", "1970-01-02", "01"): [1],
+        ("unknown", "7", "1970-01-01", "00"): [3]}
 
 
 def test_segment_objects_partition_dedupe_and_keep_names_stable() -> None:
     batch = events(4, model_version="1", ts=3600.0 * 5) + events(2, start=10, model_version="2", ts=3600.0 * 30)
     lines, bad, _ = parse_ndjson(ndjson(batch) + ndjson(batch[:2]) + b"garbage\n", 1.0)
-    content = read_segment_lines(lines + bad)
-    assert content.duplicates == 2 and len(content.events) == 6 and len(content.quarantined) == 1
-    objects = segment_objects("seg-1", content)
+    objects, duplicates = segment_objects("seg-1", lines + bad)
     keys = [k for k, _, _ in objects]
+    assert duplicates == 2 and [n for _, _, n in objects] == [4, 2, 1]
     assert keys == [
         "environment=test/model_version=1/date=1970-01-01/hour=05/seg-1.parquet",
         "environment=test/model_version=2/date=1970-01-02/hour=06/seg-1.parquet",
@@ -83,7 +90,7 @@ def test_segment_objects_partition_dedupe_and_keep_names_stable() -> None:
     table = pq.read_table(io.BytesIO(objects[0][1]))
     assert table.num_rows == 4
     assert table.column("probabilities")[0].as_py() == [("negative", 0.9), ("neutral", 0.05), ("positive", 0.05)]
-    assert keys == [k for k, _, _ in segment_objects("seg-1", read_segment_lines(lines + bad))]
+    assert objects == segment_objects("seg-1", lines + bad)[0]  # shipping a segment twice writes the same objects
 
 
 def _half(kind: str, ce_id: str, body: object, when: float = 10.0) -> dict:
@@ -100,11 +107,12 @@ def test_cloudevents_v1_join_request_with_response_in_either_order() -> None:
         [0.7, 0.2, 0.1]]}))
     assert orjson.loads(lines[0])["_h"] == "response" and len(joiner) == 1
     lines, _ = joiner.offer(_half("request", "a", {"instances": ["great flight", {"text": "lost my bag"}]}))
-    records = read_segment_lines(lines).events
+    records = joined_events(lines)
     assert [(r["id"], r["text"], r["label"]) for r in records] == [
         ("a:0", "great flight", "positive"), ("a:1", "lost my bag", "negative")]
     assert records[1]["confidence"] == 0.7 and records[0]["model_version"] == "9"
-    assert records[0]["source"] == "kserve-logger" and records[0]["track"] == "canary" and len(joiner) == 0
+    assert records[0]["track"] == "canary" and len(joiner) == 0
+    assert [r["source"] for r in shipped(lines)] == ["kserve-logger"] * 2
 
 
 def test_cloudevents_v2_join_reads_tensors_and_model_version() -> None:
@@ -113,7 +121,7 @@ def test_cloudevents_v2_join_reads_tensors_and_model_version() -> None:
                                                      "data": ["ok", "bad"]}]}))
     lines, _ = joiner.offer(_half("response", "b", {"model_version": "4", "outputs": [
         {"name": "probabilities", "datatype": "FP32", "shape": [2, 3], "data": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]}]}))
-    records = read_segment_lines(lines).events
+    records = joined_events(lines)
     assert [r["label"] for r in records] == ["positive", "negative"]
     assert {r["model_version"] for r in records} == {"4"} and records[0]["protocol"] == "v2-rest"
 
@@ -169,21 +177,34 @@ def test_http_status_codes(tmp_path: Path) -> None:
         assert "ks_ship_requests_rejected_total{reason=\"spool_full\"}" in client.get("/metrics").text
 
 
-def test_arrow_fast_path_matches_the_per_record_path_and_quarantines_misfits() -> None:
-    from serving.shipper.records import segment_objects_from_lines
-
+def test_a_segment_converts_in_one_pass_and_quarantines_only_the_misfits() -> None:
     lines, bad, _ = parse_ndjson(ndjson(events(30) + events(5)) + b"junk\n", 7.0)
-    fast, dups = segment_objects_from_lines("s", lines + bad)
-    slow = segment_objects("s", read_segment_lines(lines + bad))
-    assert dups == 5 and [k for k, _, _ in fast] == [k for k, _, _ in slow]
-    assert pq.read_table(io.BytesIO(fast[0][1])).equals(pq.read_table(io.BytesIO(slow[0][1])))
+    objects, duplicates = segment_objects("s", lines + bad)
+    assert duplicates == 5 and [(o.key.split("/")[0], o.records) for o in objects] == [
+        ("environment=test", 30), ("quarantine", 1)]
+    table = pq.read_table(io.BytesIO(objects[0].data))
+    assert table.column("id").to_pylist() == [f"req{i}:0" for i in range(30)]
+    assert table.column("probabilities")[0].as_py() == [("negative", 0.9), ("neutral", 0.05), ("positive", 0.05)]
+
     odd = dict(events(1, start=99)[0], ts="yesterday")
     lines, _, n = parse_ndjson(ndjson([*events(3), odd]), 7.0)
     assert n == 4  # the contract does not type-check ts; the writer must not choke on it
-    objects, _ = segment_objects_from_lines("t", lines)
-    parquet = [o for o in objects if o[0].endswith(".parquet")]
-    quarantine = [o for o in objects if o[0].startswith("quarantine/")]
-    assert sum(n for _, _, n in parquet) == 3 and quarantine and b"req99:0" in quarantine[0][1]
+    objects, _ = segment_objects("t", [*lines, b"{torn"])
+    parquet = [o for o in objects if o.key.endswith(".parquet")]
+    quarantine = [o for o in objects if o.key.startswith("quarantine/")]
+    assert sum(o.records for o in parquet) == 3 and quarantine[0].records == 2
+    reasons = [orjson.loads(line)["_q"] for line in quarantine[0].data.splitlines()]
+    assert reasons[0].startswith("field types do not fit") and b"req99:0" in quarantine[0].data
+    assert reasons[1] == "unreadable spool line"
+
+
+def test_label_only_kserve_records_keep_empty_probabilities() -> None:
+    joiner = Joiner(DEFAULTS, ttl_s=60, max_pending=10)
+    joiner.offer(_half("request", "k", {"instances": ["fine", "bad"]}))
+    lines, _ = joiner.offer(_half("response", "k", {"predictions": ["positive", "negative"]}))
+    rows = shipped(lines)
+    assert [(r["label"], r["probabilities"], r["confidence"]) for r in rows] == [
+        ("positive", [], None), ("negative", [], None)]
 
 
 def test_a_segment_that_cannot_be_shipped_is_set_aside_not_blocking(tmp_path: Path) -> None:

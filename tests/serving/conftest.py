@@ -24,7 +24,7 @@ from model.artifacts import save_model_dir
 from model.data import Split, split
 from model.settings import DataSettings, ModelSettings
 from model.train import build_pipeline
-from serving.events import REQUEST_SCHEMA, expand_request
+from serving.eventlog.events import REQUEST_SCHEMA, expand_request
 from tests.conftest import free_port, stop, wait_until
 
 TRAIN_ROWS = 1200

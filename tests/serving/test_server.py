@@ -20,7 +20,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from sklearn.pipeline import Pipeline
 
 from model.data import Split
-from serving.events import validate_event
+from serving.eventlog.events import validate_event
 from tests.conftest import wait_until
 from tests.serving.conftest import EventSink, Predictor
 

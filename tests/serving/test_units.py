@@ -23,7 +23,7 @@ from serving.__main__ import _tune_gc, build_parser, main
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import ModelLoadError, NotReady, Overloaded
-from serving.events import RequestEncoder, expand_request, make_event, validate_event
+from serving.eventlog.events import RequestEncoder, expand_request, make_event, validate_event
 from serving.fastpath import FastPath
 from serving.loader import find_model_dir, load_local, parse_model_uri
 from serving.metrics import ServingMetrics

@@ -1,4 +1,5 @@
-"""The prediction event: what the predictor emits for every text it classifies. This schema is a contract.
+"""The prediction event: what the predictor emits for every text it classifies. This schema is a contract
+(``serving.eventlog`` owns it; the Parquet layout of the stored events is in ``serving.eventlog.parquet``).
 
 Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON, ``POST /v1/events`` with
 ``Content-Type: application/x-ndjson``. A line is either one event, or one *request record*
