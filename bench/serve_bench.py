@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.support import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".kube-sentiment" / "bench-serve"
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -296,14 +298,6 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
 # --- orchestration ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     """A benchmarked server process."""
@@ -324,7 +318,7 @@ class Server:
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Server:
     import httpx
 
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     log = (log_dir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
@@ -454,7 +448,7 @@ PROTOCOL_NAMES = {"v1": "V1 REST", "v2": "V2 REST", "grpc": "V2 gRPC"}
 def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) -> dict[str, Any]:
     """Start the four servers (idle ones use no CPU), then run every cell with its servers taking turns in slices
     of ``slice_s`` seconds until each has had ``seconds``: a neighbour's passing load hurts them alike."""
-    sink_port = _free_port()
+    sink_port = free_port()
     sink_proc = subprocess.Popen(_sink_command(sink_port), cwd=REPO)
     python = sys.executable
     quiet = {"KS_SERVE_LOG_LEVEL": "WARNING", "KS_SERVE_JSON_LOGS": "true"}

@@ -16,7 +16,6 @@ import argparse
 import http.client
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,14 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "monitoring"))
 
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port  # noqa: E402  (after the path insert, for `python bench/ship_bench.py`)
 
 
 def metric(port: int, name: str) -> float:
@@ -76,7 +69,7 @@ def _records(batch: list) -> bytes:  # type: ignore[type-arg]
 def bench_shipper(n_events: int, batch: int, clients: int, workdir: Path, records: bool = False) -> dict[str, float]:
     """Events/s through a real shipper process (ingest acknowledged, and end-to-end into the sink), fed events or
     request records."""
-    from eventgen import events, ndjson
+    from tests.support.events import events, ndjson
 
     port = free_port()
     env = {**os.environ, "KS_SHIP_HOST": "127.0.0.1", "KS_SHIP_PORT": str(port),
@@ -122,7 +115,8 @@ def bench_shipper(n_events: int, batch: int, clients: int, workdir: Path, record
 def bench_naive(n_events: int, workdir: Path) -> dict[str, float]:
     """The naive shipper: each event in its own file, fsync'ed (what 'durable before ack' costs done simply)."""
     import orjson
-    from eventgen import events
+
+    from tests.support.events import events
 
     target = workdir / "naive"
     target.mkdir()

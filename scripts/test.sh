@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh --dev
 export PATH="${PWD}/.venv/bin:${PATH}"
 
-echo "[test] lint: ruff, shellcheck" >&2
+echo "[test] lint: ruff, mypy, shellcheck" >&2
 ruff check .
+mypy model serving control
 shellcheck scripts/*.sh .ci/run
 
 # Kubernetes tools (helm, kubeconform, actionlint, kwok, etcd, kube-apiserver, ...) and the KServe and Gateway API

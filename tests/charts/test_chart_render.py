@@ -650,12 +650,13 @@ def test_notes_print_pasteable_commands(helm_bin: Path, tmp_path: Path) -> None:
 def test_dashboard_queries_metrics_the_code_exports() -> None:
     dashboard = json.loads((APP / "dashboards" / "kube-sentiment.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    source = "\n".join(p.read_text() for d in ("serving", "model") for p in (chartlib.REPO / d).rglob("*.py"))
+    packages = ("serving", "model", "control")
+    source = "\n".join(p.read_text() for d in packages for p in (chartlib.REPO / d).rglob("*.py"))
     names = {m for e in exprs for m in re.findall(r"\b((?:kube_sentiment|ks)_[a-z_]+)", e)}
     assert names, exprs
     for name in names:
         base = re.sub(r"_(total|bucket|sum|count)$", "", name)
-        assert f'"{base}' in source, f"dashboard metric {name} is exported nowhere in serving/ or model/"
+        assert f'"{base}' in source, f"dashboard metric {name} is exported nowhere in serving/, model/ or control/"
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("request rate", "latency", "error", "class mix", "drift"):
         assert topic in titles, topic

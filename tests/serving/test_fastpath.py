@@ -17,7 +17,7 @@ from model.train import build_pipeline
 from serving import fastpath
 from serving.fastpath import FastPath, SklearnPath, build_proba_fn
 from serving.kernels import KIND_CHAR_WB, KIND_EXTRA, KIND_WORD, ROW_COEF, ROW_COLUMN, ROW_COUNT, ROW_IDF
-from tests.serving.conftest import fit_tiny
+from tests.support.models import fit_tiny
 
 TOLERANCE = 1e-9
 EDGE_TEXTS = [
@@ -37,11 +37,17 @@ def assert_equal_to_sklearn(pipeline: Pipeline, texts: list[str]) -> None:
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
+@pytest.mark.integration  # the whole holdout through sklearn: seconds; EDGE_TEXTS run in the fast tier below
 def test_fast_path_equals_sklearn_on_the_whole_holdout(tiny_pipeline: Pipeline, corpus_split: Split) -> None:
     holdout = corpus_split.holdout["text"].tolist()
     assert len(holdout) > 1000
     assert_equal_to_sklearn(tiny_pipeline, holdout)
     assert_equal_to_sklearn(tiny_pipeline, EDGE_TEXTS)
+
+
+def test_fast_path_equals_sklearn_on_edge_texts_and_a_holdout_sample(tiny_pipeline: Pipeline,
+                                                                    corpus_split: Split) -> None:
+    assert_equal_to_sklearn(tiny_pipeline, EDGE_TEXTS + corpus_split.holdout["text"].head(300).tolist())
 
 
 def test_the_default_pipeline_runs_entirely_in_the_kernel(tiny_pipeline: Pipeline) -> None:

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from serving.errors import ModelLoadError
 from serving.loader import load
 from serving.settings import ServeSettings
-from tests.conftest import MlflowServer, stop, wait_until
-from tests.serving.conftest import start_predictor
+from tests.support import stop, wait_until
+from tests.support.servers import MlflowServer, start_predictor
 
 pytestmark = pytest.mark.integration
 REGISTERED = "sentiment-serving-tests"

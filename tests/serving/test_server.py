@@ -21,8 +21,8 @@ from sklearn.pipeline import Pipeline
 
 from model.data import Split
 from serving.eventlog.events import validate_event
-from tests.conftest import wait_until
-from tests.serving.conftest import EventSink, Predictor
+from tests.support import wait_until
+from tests.support.servers import EventSink, Predictor
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import SmallModel
-from drifthelp import predicted_events, write_to_sink
 
 from control.drift.main import run
 from control.drift.settings import DriftSettings
 from model.registry import register
+from tests.support.events import predicted_events, write_to_sink
+from tests.support.models import SmallModel
 
 pytestmark = pytest.mark.integration
 

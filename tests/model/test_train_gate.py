@@ -18,7 +18,8 @@ from model.data import read_table
 from model.errors import ExitCode
 from model.run import train_and_gate
 from model.settings import DataSettings, ModelSettings, TrackingSettings, TrainSettings
-from tests.conftest import MlflowServer, free_port
+from tests.support import free_port
+from tests.support.servers import MlflowServer
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "kube-sentiment")

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import MotoServer, SmallModel
-from drifthelp import gibberish, predicted_events
 
 from control.drift.main import run
 from control.drift.settings import DriftSettings
 from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import S3Sink
 from serving.shipper.wire import parse_ndjson
+from tests.support.events import gibberish, predicted_events
+from tests.support.models import SmallModel
+from tests.support.servers import MotoServer
 
 pytestmark = pytest.mark.integration
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SmallModel
-from drifthelp import gibberish, manual_sentences, predicted_events, write_to_sink
-
 from control.drift.main import DriftOutcome, main, run
 from control.drift.settings import DriftSettings
+from tests.support.events import gibberish, manual_sentences, predicted_events, write_to_sink
+from tests.support.models import SmallModel
 
 
 def drift_run(tmp_path: Path, model: SmallModel, **overrides) -> DriftOutcome:

@@ -10,8 +10,10 @@ from pathlib import Path
 import httpx
 import pyarrow.dataset as ds
 import pytest
-from conftest import MotoServer, free_port, wait_until
-from eventgen import events, ndjson
+
+from tests.support import free_port, wait_until
+from tests.support.events import events, ndjson
+from tests.support.servers import MotoServer
 
 pytestmark = pytest.mark.integration
 NDJSON = {"content-type": "application/x-ndjson"}

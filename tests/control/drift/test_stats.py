@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
-from drifthelp import write_to_sink
-from eventgen import events
 
 from control.drift import stats
 from control.drift.main import overall
 from control.drift.settings import DriftSettings, parse_duration
 from control.drift.window import group_indices
-from serving.eventlog.reader import read_window
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
@@ -62,20 +59,8 @@ def test_overall_verdict_and_exit_codes() -> None:
     assert overall(["error", "ok"]) == ("error", 66)
 
 
-def test_read_window_prunes_partitions_filters_time_dedupes_and_groups(tmp_path: Path) -> None:
-    hour = 3600.0
-    base = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-    sink = tmp_path / "sink"
-    write_to_sink(sink, events(10, ts=base + 0.5 * hour, prefix="early"), "s1")  # before the window
-    write_to_sink(sink, events(20, ts=base + 2.5 * hour, prefix="in"), "s2")
-    write_to_sink(sink, events(5, ts=base + 2.5 * hour, prefix="in"), "s3")  # repeats of in0..in4
-    write_to_sink(sink, events(7, ts=base + 2.7 * hour, prefix="can", track="canary", model_version="2"), "s4")
-    write_to_sink(sink, events(9, ts=base + 2.6 * hour, prefix="other", environment="prod"), "s5")
-    start = datetime.fromtimestamp(base + 2 * hour, UTC)
-    window = read_window(str(sink), start, datetime.fromtimestamp(base + 3 * hour, UTC),
-                         where={"environment": "test"})
-    assert window.table.num_rows == 27 and window.duplicates == 5
-    groups = group_indices(window.table)
-    assert {k: len(v) for k, v in groups.items()} == {("1", "stable"): 20, ("2", "canary"): 7}
-    empty = read_window(str(sink), datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC))
-    assert empty.table.num_rows == 0
+def test_groups_are_model_version_and_track() -> None:
+    table = pa.table({"model_version": ["1", "2", "1", "1"], "track": ["stable", "canary", None, "stable"]})
+    groups = {k: v.tolist() for k, v in group_indices(table).items()}
+    assert groups == {("1", "stable"): [0, 3], ("2", "canary"): [1], ("1", "unknown"): [2]}
+    assert group_indices(table.slice(0, 0)) == {}

@@ -1,0 +1,95 @@
+"""The ``kserve.Model`` subclass in process: readiness, the fast path's fallback, concurrent requests,
+bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kserve import InferInput, InferRequest
+from kserve.errors import InvalidInput, ModelNotReady
+from prometheus_client import CollectorRegistry
+from sklearn.pipeline import Pipeline
+
+from serving.errors import NotReady
+from serving.fastpath import FastPath
+from serving.model import SentimentModel
+from serving.settings import ServeSettings
+
+
+def make_model(model_dir: Path, **settings: object) -> SentimentModel:
+    model = SentimentModel(
+        ServeSettings(model_dir=model_dir, events_url="", **settings), registry=CollectorRegistry()
+    )
+    model.load()
+    return model
+
+
+def test_not_loaded_model_answers_not_ready(tiny_model_dir: Path) -> None:
+    model = SentimentModel(ServeSettings(model_dir=tiny_model_dir, events_url=""), registry=CollectorRegistry())
+    assert not model.ready
+    with pytest.raises(ModelNotReady, match="not loaded yet"):
+        asyncio.run(model({"instances": ["hello"]}))
+    model._loading = True
+    with pytest.raises(NotReady, match="still loading"):
+        model.load()
+
+
+@pytest.mark.parametrize("fault", ["raises", "disagrees"])
+def test_a_failing_fast_path_falls_back_to_sklearn_at_load(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    def broken(self: FastPath, texts: list[str]) -> np.ndarray:
+        if fault == "raises":
+            raise RuntimeError("kernel exploded")
+        return np.zeros((len(texts), 3))
+
+    monkeypatch.setattr(FastPath, "predict_proba", broken)
+    model = make_model(tiny_model_dir)
+    assert model.ready
+    assert model.inference_path == "sklearn"
+    response, _ = asyncio.run(model({"instances": ["what a great day"]}))
+    assert sum(response["predictions"][0]["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(tiny_model_dir: Path,
+                                                                 tiny_pipeline: Pipeline) -> None:
+    model = make_model(tiny_model_dir, max_batch_texts=8)
+    assert model.inference_path == "fast"
+    texts = [f"text {i} is {'good' if i % 2 else 'bad'}" for i in range(40)]
+
+    async def run() -> list:
+        v1 = [model({"instances": [t]}) for t in texts[:20]]
+        v2 = [model(InferRequest("sentiment", [InferInput("text", [1], "BYTES", [t.encode()])], request_id=str(i)))
+              for i, t in enumerate(texts[20:])]
+        big = model({"instances": texts})  # split over several batches of 8
+        return await asyncio.gather(*v1, *v2, big)
+
+    results = asyncio.run(run())
+    expected = tiny_pipeline.predict_proba(texts)
+    for i, (body, _) in enumerate(results[:20]):
+        probs = body["predictions"][0]["probabilities"]
+        assert np.abs(np.array([probs[c] for c in model.classes]) - expected[i]).max() <= 1e-9
+    for i, (response, _) in enumerate(results[20:40]):
+        out = {o.name: o for o in response.outputs}
+        assert np.abs(out["probabilities"].data.astype(float) - expected[20 + i]).max() <= 1e-6
+        assert response.id == str(i)
+    big = results[40][0]["predictions"]
+    assert len(big) == 40
+    got = np.array([[p["probabilities"][c] for c in model.classes] for p in big])
+    assert np.abs(got - expected).max() <= 1e-9
+
+
+def test_in_process_bad_input_is_invalid_input(tiny_model_dir: Path) -> None:
+    model = make_model(tiny_model_dir, max_texts=2, max_text_chars=10)
+    for body, message in [
+        ({"instances": ["a", "b", "c"]}, "3 texts; at most 2"),
+        ({"instances": ["x" * 11]}, "11 characters; at most 10"),
+        ({"instances": [None]}, "instances[0] is null"),
+        (b"\x00binary", "not valid JSON"),
+    ]:
+        with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
+            asyncio.run(model(body, headers={"content-type": "application/json; charset=utf-8"}
+                              if isinstance(body, bytes) else None))
