@@ -145,6 +145,16 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         if shipper.spool.seals != seals:
             shipper.flusher.wake()
 
+    async def accepted_body(request: Request, hint: str = "") -> bytes | Response:
+        """The request body, or the response refusing it: 503 while the spool is full, 413 when too large."""
+        if shipper.spool.is_full():
+            return busy("spool_full")
+        try:
+            return await _read_body(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            metrics.rejected.labels("too_large").inc()
+            return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes{hint}"}, status_code=413)
+
     async def events(request: Request) -> Response:
         """``POST /v1/events``: NDJSON prediction events."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -152,14 +162,9 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
             metrics.rejected.labels("content_type").inc()
             return JSONResponse({"error": f"content type {content_type!r} is not NDJSON; send "
                                  "'application/x-ndjson', one event per line"}, status_code=415)
-        if shipper.spool.is_full():
-            return busy("spool_full")
-        try:
-            body = await _read_body(request, settings.max_body_bytes)
-        except BodyTooLarge:
-            metrics.rejected.labels("too_large").inc()
-            return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes; send smaller batches"},
-                                status_code=413)
+        body = await accepted_body(request, "; send smaller batches")
+        if isinstance(body, Response):
+            return body
         good, bad, n = parse_ndjson(body, time.time())
         try:
             await spool_lines(good + bad)
@@ -175,13 +180,9 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
 
     async def cloudevent(request: Request) -> Response:
         """``POST /``: one KServe payload-logger CloudEvent (binary mode)."""
-        if shipper.spool.is_full():
-            return busy("spool_full")
-        try:
-            body = await _read_body(request, settings.max_body_bytes)
-        except BodyTooLarge:
-            metrics.rejected.labels("too_large").inc()
-            return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes"}, status_code=413)
+        body = await accepted_body(request)
+        if isinstance(body, Response):
+            return body
         now = time.time()
         try:
             half = make_half(request.headers, body, now)
