@@ -1,4 +1,4 @@
-"""Train stage: build and fit the TF-IDF (word + character n-grams) + linear classifier pipeline."""
+"""Train stage: build and fit the TF-IDF (word + character n-grams) + lexicon + linear classifier pipeline."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from model.behaviour import LABELS as SENTIMENT_LABELS
+from model.lexicon import LexiconFeatures, negation_counterfactuals
 from model.progress import stage
 from model.settings import ModelSettings
 
@@ -20,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def build_features(settings: ModelSettings) -> FeatureUnion:
-    """Word (1..``word_ngram_max``) and character (``char_wb``) TF-IDF, L2-normalised each, concatenated."""
+    """Word (1..``word_ngram_max``) and character (``char_wb``) TF-IDF, L2-normalised each, and (``lexicon``) the
+    lexicon features of :mod:`model.lexicon`, concatenated."""
     common: dict[str, Any] = {
         "min_df": settings.min_df,
         "sublinear_tf": settings.sublinear_tf,
@@ -28,17 +31,14 @@ def build_features(settings: ModelSettings) -> FeatureUnion:
         "lowercase": True,
         "dtype": np.float64,
     }
-    return FeatureUnion(
-        [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, settings.word_ngram_max), **common)),
-            (
-                "char",
-                TfidfVectorizer(
-                    analyzer="char_wb", ngram_range=(settings.char_ngram_min, settings.char_ngram_max), **common
-                ),
-            ),
-        ]
-    )
+    steps: list[tuple[str, Any]] = [
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, settings.word_ngram_max), **common)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(settings.char_ngram_min, settings.char_ngram_max),
+                                 **common)),
+    ]
+    if settings.lexicon:
+        steps.append(("lexicon", LexiconFeatures(window=settings.negation_window, scale=settings.lexicon_scale)))
+    return FeatureUnion(steps)
 
 
 def build_classifier(settings: ModelSettings) -> LogisticRegression | SGDClassifier | MultinomialNB:
@@ -60,9 +60,31 @@ def build_pipeline(settings: ModelSettings) -> Pipeline:
     return Pipeline([("features", build_features(settings)), ("clf", build_classifier(settings))])
 
 
+def with_counterfactuals(settings: ModelSettings, train: pd.DataFrame) -> pd.DataFrame:
+    """``train`` plus its negation counterfactuals (:func:`model.lexicon.negation_counterfactuals`), weighted
+    ``negation_counterfactuals`` times their source row; ``train`` itself when they are off or do not apply (the
+    labels are not the three sentiment classes)."""
+    labels = set(train["label"])
+    if not (settings.lexicon and settings.negation_counterfactuals > 0) or labels != set(SENTIMENT_LABELS):
+        return train
+    lexicon = LexiconFeatures(window=settings.negation_window).fit([])
+    made = negation_counterfactuals(train["text"].tolist(), train["label"].tolist(), lexicon)
+    if not made:
+        return train
+    rows, texts, new_labels = zip(*made, strict=True)
+    source = train.iloc[list(rows)]
+    weight = source["weight"].to_numpy() if "weight" in source else np.ones(len(rows))
+    extra = pd.DataFrame({"text": texts, "label": new_labels, "weight": weight * settings.negation_counterfactuals})
+    base = train if "weight" in train else train.assign(weight=1.0)
+    log.info("added %d negation counterfactuals", len(extra), extra={"counterfactuals": len(extra)})
+    return pd.concat([base[["text", "label", "weight"]], extra], ignore_index=True)
+
+
 def fit(settings: ModelSettings, train: pd.DataFrame) -> Pipeline:
-    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train`` (``weight``, when present, weighs rows)."""
+    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train`` (``weight``, when present, weighs rows),
+    with the negation counterfactuals of :func:`with_counterfactuals` added."""
     pipeline = build_pipeline(settings)
+    train = with_counterfactuals(settings, train)
     fit_params = {"clf__sample_weight": train["weight"].to_numpy()} if "weight" in train else {}
     with stage("fit", rows=len(train), classifier=settings.classifier), warnings.catch_warnings():
         # liblinear on >2 classes is one-vs-rest by design here; sklearn 1.7 warns that it will want an explicit

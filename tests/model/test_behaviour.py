@@ -1,7 +1,9 @@
-"""Model tests on the real corpus with the default settings: the quality target and behaviour checks.
+"""Model tests on the real corpus with the default settings: the quality target and the behaviour suite.
 
 One fit of the shipped defaults on the built-in corpus (the same the training Job does), then: macro-F1 on the
-de-duplicated frozen holdout, minimum functionality, invariance to irrelevant edits, directional expectations.
+de-duplicated frozen holdout, and the behaviour suite of ``model.behaviour`` per capability. The suite's floors
+below are what the shipped model reaches (docs/model.md), so a change that reads sentiment worse fails here; the
+issue's goals (90% overall, 80% per capability) are not reached yet by a model that keeps the F1 target.
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
+from model import behaviour
 from model.data import Split, split
 from model.evaluate import evaluate
 from model.settings import DataSettings, ModelSettings
 from model.train import fit
 
 pytestmark = pytest.mark.integration
+
+# what the default model reaches, rounded down (docs/model.md); today's model before the lexicon: 77.1% overall
+FLOORS = {
+    "sentiment_corpus_topics": 0.80, "sentiment_other_topics": 0.80, "neutral_facts": 0.70, "negation": 0.55,
+    "invariance_entity": 0.65, "invariance_noise": 0.90, "direction_intensifier": 0.85, "direction_complaint": 0.95,
+    "direction_praise": 0.95,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +38,6 @@ def model(data: Split) -> Pipeline:
     return fit(ModelSettings(), data.train)
 
 
-def proba(model: Pipeline, text: str) -> dict[str, float]:
-    return dict(zip(model.classes_, model.predict_proba([text])[0], strict=True))
-
-
 def test_default_model_reaches_the_macro_f1_target_on_the_frozen_holdout(model: Pipeline, data: Split) -> None:
     scores = evaluate(model, data.holdout["text"].tolist(), data.holdout["label"].tolist())
     assert scores.macro_f1 >= 0.76, scores.metrics()
@@ -39,35 +45,11 @@ def test_default_model_reaches_the_macro_f1_target_on_the_frozen_holdout(model: 
     assert scores.ece < 0.1
 
 
-@pytest.mark.parametrize(
-    ("text", "label"),
-    [
-        ("I love my new self-driving car, best decision ever", "positive"),
-        ("worst idea ever, total waste of money", "negative"),
-        ("Driverless cars are awesome and I can't wait to ride one", "positive"),
-        ("I hate this so much", "negative"),
-    ],
-)
-def test_minimum_functionality(model: Pipeline, text: str, label: str) -> None:
-    assert model.predict([text])[0] == label
-
-
-@pytest.mark.parametrize(
-    ("text", "edited"),
-    [
-        ("I love my new self-driving car", "I love my new self-driving car http://t.co/abc123"),
-        ("Google's driverless car is amazing", "Tesla's driverless car is amazing"),
-        ("self-driving cars scare me", "Self-driving cars scare me   "),
-    ],
-)
-def test_invariance_to_irrelevant_edits(model: Pipeline, text: str, edited: str) -> None:
-    assert model.predict([text])[0] == model.predict([edited])[0]
-
-
-def test_directional_expectations(model: Pipeline) -> None:
-    base = "the self-driving car demo today"
-    assert proba(model, base + " was great, I loved it")["positive"] > proba(model, base)["positive"]
-    assert proba(model, base + " was awful and scary")["negative"] > proba(model, base)["negative"]
+def test_default_model_keeps_its_behaviour_suite_pass_rates(model: Pipeline) -> None:
+    report = behaviour.run(model.predict_proba, model.classes_)
+    assert report.overall >= 0.80, report.pass_rates
+    below = {c: r for c, r in report.pass_rates.items() if r < FLOORS[c]}
+    assert not below, below
 
 
 def test_probabilities_are_a_distribution(model: Pipeline, data: Split) -> None:
