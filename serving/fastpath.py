@@ -4,9 +4,10 @@ sklearn spends most of a single-text ``predict_proba`` on validation, sparse-mat
 FeatureUnion's ``hstack``, and most of a batched one on building every n-gram as a Python string.
 :class:`FastPath` reads everything it needs from the fitted objects (vocabularies, idf, n-gram ranges, analyzers,
 ``sublinear_tf``, ``binary``, ``norm``, ``coef_``/``intercept_`` or the naive Bayes log probabilities, the
-classifier's probability rule) and computes the same numbers in one compiled call per *batch*
-(:mod:`serving.kernels`): word and ``char_wb`` n-grams are extracted from code points and looked up exactly in a
-hash table, never built as Python strings. Every configuration it does not reproduce exactly makes
+classifier's probability rule, the lexicon of :class:`model.lexicon.LexiconFeatures`) and computes the same numbers
+in one compiled call per *batch* (:mod:`serving.kernels`): word and ``char_wb`` n-grams and lexicon tokens are
+extracted from code points and looked up exactly in hash tables, never built as Python strings. Every
+configuration it does not reproduce exactly (including a scikit-learn version it was not verified against) makes
 :meth:`FastPath.from_pipeline` return ``None`` with the reason, and the caller falls back to sklearn
 (:class:`SklearnPath`).
 """
@@ -22,16 +23,22 @@ from itertools import accumulate
 from typing import Any, Protocol
 
 import numpy as np
+import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from model.lexicon import FEATURES as LEXICON_FEATURES
+from model.lexicon import LexiconFeatures
 from serving import kernels
 from serving.kernels import (
     KIND_CHAR_WB,
     KIND_EXTRA,
+    KIND_LEXICON,
     KIND_WORD,
+    LEX_CHUNK_SALT,
+    LEX_WORD_SALT,
     NORM_L1,
     NORM_L2,
     NORM_NONE,
@@ -40,6 +47,9 @@ from serving.kernels import (
     RULE_SOFTMAX,
 )
 
+VERIFIED_SKLEARN = ("1.7.2",)
+"""scikit-learn versions whose fitted objects the fast path was verified to reproduce (their attributes and
+``predict_proba`` rules); on any other version it stands aside and sklearn answers."""
 _NORMS = {"l2": NORM_L2, "l1": NORM_L1, None: NORM_NONE}
 _RULES = {"ovr": RULE_OVR, "softmax": RULE_SOFTMAX, "nb": RULE_NB}
 
@@ -77,7 +87,8 @@ class _Block:
     """One vectorizer of the union: where its n-grams come from, its columns in the joint space and its tf rules."""
 
     kind: int
-    """``KIND_WORD``/``KIND_CHAR_WB``: extracted by the compiled kernel; ``KIND_EXTRA``: by ``analyze``/``lookup``."""
+    """``KIND_WORD``/``KIND_CHAR_WB``/``KIND_LEXICON``: computed by the compiled kernel; ``KIND_EXTRA``: extracted by
+    ``analyze``/``lookup`` in Python."""
     vocabulary: dict[str, int]
     offset: int
     min_n: int
@@ -89,6 +100,8 @@ class _Block:
     analyze: Callable[[str], list[str]] | None = None
     lookup: Callable[[str], int | None] | None = None
     """Term -> 0-based column in the joint feature space (``None`` for an unknown term); ``KIND_EXTRA`` only."""
+    lexicon: LexiconFeatures | None = None
+    """The fitted lexicon transformer; ``KIND_LEXICON`` only."""
 
     @property
     def size(self) -> int:
@@ -112,10 +125,23 @@ def _kernel_kind(vec: TfidfVectorizer) -> tuple[int, int]:
     return KIND_EXTRA, 0
 
 
+def _lexicon_block(lexicon: LexiconFeatures, offset: int) -> tuple[_Block | None, str]:
+    """Describe a fitted :class:`LexiconFeatures`, or say why the kernel cannot reproduce it."""
+    if not hasattr(lexicon, "entries_"):
+        return None, "the lexicon features are not fitted"
+    if type(lexicon.window) is not int or lexicon.window < 1:
+        return None, f"lexicon window {lexicon.window!r} is not a positive integer"
+    names = {name: j for j, name in enumerate(LEXICON_FEATURES)}
+    return _Block(kind=KIND_LEXICON, vocabulary=names, offset=offset, min_n=lexicon.window, max_n=lexicon.window,
+                  min_token=0, sublinear=False, binary=False, norm=NORM_NONE, lexicon=lexicon), ""
+
+
 def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
-    """Describe one fitted vectorizer, or say why the fast path cannot reproduce it."""
+    """Describe one fitted feature step, or say why the fast path cannot reproduce it."""
+    if type(vec) is LexiconFeatures:
+        return _lexicon_block(vec, offset)
     if type(vec) is not TfidfVectorizer:
-        return None, f"feature step {type(vec).__name__} is not a TfidfVectorizer"
+        return None, f"feature step {type(vec).__name__} is not a TfidfVectorizer or LexiconFeatures"
     if not hasattr(vec, "vocabulary_"):
         return None, "a vectorizer is not fitted"
     if np.dtype(vec.dtype) != np.float64:
@@ -180,7 +206,7 @@ def _kernel_table(blocks: list[_Block]) -> np.ndarray | None:
     words: list[str] = []
     rows: list[tuple[int, int]] = []  # (column, block) of each term
     for index, b in enumerate(blocks):
-        if b.kind != KIND_EXTRA:
+        if b.kind in (KIND_WORD, KIND_CHAR_WB):
             words.extend(b.vocabulary)
             rows.extend((b.offset + j, index) for j in b.vocabulary.values())
     codes = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -191,6 +217,29 @@ def _kernel_table(blocks: list[_Block]) -> np.ndarray | None:
     terms[:, 2:] = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
     bits = max(4, (3 * len(words) // 2).bit_length())  # load factor between 1/3 and 2/3
     return kernels.compiled().build_table(codes, terms, bits)  # type: ignore[no-any-return]
+
+
+def _lexicon_table(lexicon: LexiconFeatures | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(table, kind, value)`` of a lexicon's entries for the kernel (see :mod:`serving.kernels`): word tokens
+    hashed with ``LEX_WORD_SALT``, whole chunks with ``LEX_CHUNK_SALT``; ``None`` on a hash collision."""
+    if lexicon is None:
+        return np.full((1, 2), -1, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+    entries = [(term, kind, value, LEX_WORD_SALT) for term, (kind, value) in lexicon.entries_.items()]
+    entries += [(term, kernels.VALENCE, value, LEX_CHUNK_SALT) for term, value in lexicon.chunks_.items()]
+    codes = np.frombuffer("".join(e[0] for e in entries).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths = np.fromiter((len(e[0]) for e in entries), dtype=np.int64, count=len(entries))
+    terms = np.empty((len(entries), 4), dtype=np.int64)
+    terms[:, 0] = np.cumsum(lengths) - lengths
+    terms[:, 1] = lengths
+    terms[:, 2] = np.arange(len(entries))
+    terms[:, 3] = [e[3] - 1 for e in entries]  # build_table salts with block + 1
+    bits = max(4, (3 * len(entries) // 2).bit_length())
+    table = kernels.compiled().build_table(codes, terms, bits)
+    if table is None:
+        return None
+    kinds = np.asarray([e[1] for e in entries], dtype=np.int64)
+    values = np.asarray([e[2] for e in entries], dtype=np.float64)
+    return table, kinds, values
 
 
 def _feature_rows(
@@ -231,7 +280,7 @@ class FastPath:
 
     def __init__(
         self, blocks: list[_Block], table: np.ndarray, idf: np.ndarray, coef_t: np.ndarray, intercept: np.ndarray,
-        rule: str,
+        rule: str, lexicon_table: tuple[np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
         """Use :meth:`from_pipeline`; this takes the already extracted parameters."""
         n_features = int(idf.shape[0])
@@ -243,9 +292,14 @@ class FastPath:
         self._extra = [b for b in blocks if b.kind == KIND_EXTRA]
         self._kernel_text = any(b.kind != KIND_EXTRA for b in blocks)
         self._n_slots = int(table.shape[0])
-        extra_columns = [np.arange(b.offset, b.offset + b.size) for b in blocks if b.kind == KIND_EXTRA]
+        extra_columns = [np.arange(b.offset, b.offset + b.size) for b in blocks if b.kind in (KIND_EXTRA, KIND_LEXICON)]
         self._rows, self._values, self._row_of = _feature_rows(table, extra_columns, block_of, idf, coef_t)
-        self._word_char = _word_characters() if any(b.kind == KIND_WORD for b in blocks) else np.zeros(1, np.bool_)
+        needs_words = any(b.kind in (KIND_WORD, KIND_LEXICON) for b in blocks)
+        self._word_char = _word_characters() if needs_words else np.zeros(1, np.bool_)
+        self._lex_table, self._lex_kind, self._lex_value = lexicon_table
+        lexicon = next((b for b in blocks if b.kind == KIND_LEXICON), None)
+        self._lex_rows = (self._row_of[lexicon.offset : lexicon.offset + lexicon.size] if lexicon is not None
+                          else np.empty(0, np.int64))
         self._intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         self._rule = _RULES[rule]
         self._touched = np.zeros(n_features + 1, dtype=np.int64)
@@ -256,6 +310,9 @@ class FastPath:
     @classmethod
     def from_pipeline(cls, pipeline: Pipeline) -> tuple[FastPath | None, str]:
         """Build the fast path from a fitted pipeline, or return ``(None, reason)`` when it cannot be exact."""
+        if sklearn.__version__ not in VERIFIED_SKLEARN:
+            return None, (f"scikit-learn {sklearn.__version__} is not a version the fast path was verified against "
+                          f"({', '.join(VERIFIED_SKLEARN)})")
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             return None, "pipeline is not exactly (features, classifier)"
         features, clf = pipeline.steps[0][1], pipeline.steps[1][1]
@@ -275,7 +332,7 @@ class FastPath:
             if block is None:
                 return None, reason
             tfidf = getattr(vec, "_tfidf", None)
-            idf = getattr(tfidf, "idf_", None) if vec.use_idf else None
+            idf = getattr(tfidf, "idf_", None) if block.kind != KIND_LEXICON and vec.use_idf else None
             idfs.append(np.ones(block.size) if idf is None else np.asarray(idf, dtype=np.float64))
             if idfs[-1].shape[0] != block.size:
                 return None, "idf_ and vocabulary_ sizes differ"
@@ -289,10 +346,20 @@ class FastPath:
         coef_t, intercept, rule = head
         if len(blocks) > 127:
             return None, f"{len(blocks)} vectorizers (at most 127)"
+        lexicons = [b for b in blocks if b.kind == KIND_LEXICON]
+        if len(lexicons) > 1:
+            return None, f"{len(lexicons)} lexicon feature steps (at most one)"
+        if lexicons:  # the kernel computes log1p(sum); the step's scale goes into the coefficients
+            coef_t = coef_t.copy()
+        for b in lexicons:
+            coef_t[b.offset : b.offset + b.size] *= b.lexicon.scale  # type: ignore[union-attr]
         table = _kernel_table(blocks)
         if table is None:
             return None, "two vocabulary terms have the same 64-bit hash"
-        return cls(blocks, table, np.concatenate(idfs), coef_t, intercept, rule), ""
+        lexicon_table = _lexicon_table(lexicons[0].lexicon if lexicons else None)
+        if lexicon_table is None:
+            return None, "two lexicon entries have the same 64-bit hash"
+        return cls(blocks, table, np.concatenate(idfs), coef_t, intercept, rule, lexicon_table), ""
 
     def _extra_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Columns found by the Python analyzers (``KIND_EXTRA`` blocks) for every text, and each text's start."""
@@ -320,7 +387,8 @@ class FastPath:
         with self._lock:
             return kernels.compiled().probabilities(  # type: ignore[no-any-return]
                 codes, starts, extra_ids, extra_start, self._blocks_param, self._word_char, self._rows, self._values,
-                self._n_slots, self._intercept, self._rule, self._touched,
+                self._n_slots, self._intercept, self._rule, self._touched, self._lex_table, self._lex_kind,
+                self._lex_value, self._lex_rows,
             )
 
 

@@ -1,4 +1,8 @@
-"""The fast path equals sklearn's ``predict_proba`` (max abs difference <= 1e-9) and falls back when it cannot."""
+"""The fast path equals sklearn's ``predict_proba`` (max abs difference <= 1e-9) and falls back when it cannot.
+
+Besides the fixed cases, a property-based test (hypothesis) draws random Unicode texts built to hit the tokeniser's
+and the lexicon's corners (apostrophes, contractions, clause punctuation, emoticons, boosters, negations).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,29 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from model.data import Split
+from model.lexicon import LexiconFeatures
 from model.settings import ModelSettings
 from model.train import build_pipeline
 from serving import fastpath
 from serving.fastpath import FastPath, SklearnPath, build_proba_fn
-from serving.kernels import KIND_CHAR_WB, KIND_EXTRA, KIND_WORD, ROW_COEF, ROW_COLUMN, ROW_COUNT, ROW_IDF
+from serving.kernels import (
+    KIND_CHAR_WB,
+    KIND_EXTRA,
+    KIND_LEXICON,
+    KIND_WORD,
+    ROW_COEF,
+    ROW_COLUMN,
+    ROW_COUNT,
+    ROW_IDF,
+)
 from tests.support.models import fit_tiny
 
 TOLERANCE = 1e-9
@@ -25,7 +41,23 @@ EDGE_TEXTS = [
     "I", "no known n-grams: qzxqzx vvvkkk", "  padded  ", "a" * 300, "don't stop-believing!", "ß ẞ İ \u0131",
     "İstanbul İİİ", "snake_case_word __init__ a_b", "ideographic\u3000space\x1cfile\x1dsep\u2028line\xa0nbsp",
     "digits 2024 ٣٤ ½ x²", "lone \ud800 surrogate", "😀😀😀 astral \U0001d518\U0001d52b", "the the the the the the",
+    "not bad at all!!!", "I don't like it :)", "great, but the staff was rude", "won't", "can\u2019t stand it",
+    "x't 't",
+    "very very good", "barely good", ":D <3 :-(", "https://t.co/x good", "good but bad but great", "NOT. BAD!",
 ]
+# pieces the random texts are built from: what the lexicon rules and the tokenisers branch on
+PIECES = [
+    "not", "no", "never", "don't", "can\u2019t", "won't", "isn't", "t", "'", "\u2019", "good", "bad", "great", "awful",
+    "love", "hate", "very", "so", "barely", "kind", "but", "!", "!!", ".", ",", ";", ":", "?", ":)", ":(", "<3", ":-d",
+    " ", "  ", "\t", "\n", "İ", "ß", "_", "1", "😀", "https://t.co/x",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_fast(tiny_pipeline: Pipeline) -> FastPath:
+    fast, reason = FastPath.from_pipeline(tiny_pipeline)
+    assert fast is not None, reason
+    return fast
 
 
 def assert_equal_to_sklearn(pipeline: Pipeline, texts: list[str]) -> None:
@@ -53,20 +85,35 @@ def test_fast_path_equals_sklearn_on_edge_texts_and_a_holdout_sample(tiny_pipeli
 def test_the_default_pipeline_runs_entirely_in_the_kernel(tiny_pipeline: Pipeline) -> None:
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
-    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_CHAR_WB]  # no n-gram built as a string
+    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_CHAR_WB, KIND_LEXICON]  # nothing in Python
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=20).map("".join),
+        min_size=1, max_size=6,
+    )
+)
+def test_random_unicode_texts_are_exact(tiny_pipeline: Pipeline, tiny_fast: FastPath, texts: list[str]) -> None:
+    assert np.abs(tiny_fast.predict_proba(texts) - tiny_pipeline.predict_proba(texts)).max() <= TOLERANCE
 
 
 def test_every_feature_has_one_cache_line_with_its_parameters(tiny_pipeline: Pipeline) -> None:
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
     features, clf = tiny_pipeline.steps[0][1], tiny_pipeline.steps[1][1]
-    idf = np.concatenate([vec.idf_ for _, vec in features.transformer_list])
+    idf = np.concatenate([vec.idf_ for _, vec in features.transformer_list if hasattr(vec, "idf_")])
+    lexicon = features.transformer_list[-1][1]
     rows, values, row_of = fast._rows, fast._values, fast._row_of
+    n_columns = idf.shape[0] + 5
     assert rows.ctypes.data % 64 == 0 and rows.strides[0] == 64  # one aligned cache line per row
-    assert (row_of >= 0).all() and len(set(row_of.tolist())) == idf.shape[0]
-    assert (rows[row_of, ROW_COLUMN] == np.arange(idf.shape[0])).all()
-    assert (values[row_of, ROW_IDF] == idf).all()
-    assert (values[row_of, ROW_COEF : ROW_COEF + 3] == clf.coef_.T).all()
+    assert (row_of >= 0).all() and len(set(row_of.tolist())) == n_columns
+    assert (rows[row_of, ROW_COLUMN] == np.arange(n_columns)).all()
+    assert (values[row_of[: idf.shape[0]], ROW_IDF] == idf).all()
+    coefficients = clf.coef_.T.copy()
+    coefficients[idf.shape[0] :] *= lexicon.scale  # the kernel computes log1p(sum); the scale is in the weights
+    assert (values[row_of, ROW_COEF : ROW_COEF + 3] == coefficients).all()
     assert (rows[:, ROW_COUNT] == 0).all()
     fast.predict_proba(["counts are zero again after a call", "the the the"])
     assert (rows[:, ROW_COUNT] == 0).all()
@@ -203,6 +250,39 @@ def test_unsupported_configurations_fall_back_to_sklearn(make, reason: str, corp
     proba, why_again = build_proba_fn(pipeline)
     assert isinstance(proba, SklearnPath)
     assert why_again == why
+
+
+@pytest.mark.parametrize(
+    "lexicon",
+    [LexiconFeatures(window=1, scale=2.5), LexiconFeatures(window=10, scale=0.3)],
+    ids=["narrow-window-scaled-up", "wide-window-scaled-down"],
+)
+def test_lexicon_settings_stay_exact(lexicon: LexiconFeatures, corpus_split: Split) -> None:
+    alone = _fit(Pipeline([("features", lexicon), ("clf", LogisticRegression(max_iter=200))]), corpus_split)
+    assert_equal_to_sklearn(alone, corpus_split.holdout["text"].tolist()[:800] + EDGE_TEXTS)
+    mixed = _fit(Pipeline([
+        ("features", FeatureUnion([("stop", TfidfVectorizer(stop_words="english")), ("lexicon", lexicon)])),
+        ("clf", SGDClassifier(loss="log_loss", random_state=0)),
+    ]), corpus_split)
+    assert_equal_to_sklearn(mixed, corpus_split.holdout["text"].tolist()[:800] + EDGE_TEXTS)
+
+
+def test_two_lexicon_steps_fall_back_to_sklearn(corpus_split: Split) -> None:
+    pipeline = _fit(Pipeline([
+        ("features", FeatureUnion([("a", LexiconFeatures()), ("b", LexiconFeatures(window=2))])),
+        ("clf", LogisticRegression(max_iter=200)),
+    ]), corpus_split, rows=300)
+    fast, why = FastPath.from_pipeline(pipeline)
+    assert fast is None and "2 lexicon feature steps" in why
+
+
+def test_an_unverified_scikit_learn_version_falls_back_to_sklearn(
+    tiny_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "VERIFIED_SKLEARN", ("0.1.0",))
+    proba, reason = build_proba_fn(tiny_pipeline)
+    assert isinstance(proba, SklearnPath)
+    assert "scikit-learn 1.7.2 is not a version the fast path was verified against (0.1.0)" in reason
 
 
 def test_fast_path_can_be_switched_off(tiny_pipeline: Pipeline) -> None:
