@@ -1,14 +1,15 @@
 """The model directory: what training writes, MLflow stores, KServe's storage initializer puts at /mnt/models,
 and the predictor and the drift job load.
 
-Layout (an MLflow ``sklearn`` flavour model plus two kube-sentiment files)::
+Layout (an MLflow ``sklearn`` flavour model plus three kube-sentiment files)::
 
     MLmodel                  MLflow model spec (flavour, signature, input example)
-    model.pkl                the fitted sklearn Pipeline: features (word + char TF-IDF) -> clf
+    model.pkl                the fitted sklearn Pipeline: features (word + char TF-IDF, lexicon) -> clf
     requirements.txt ...     MLflow's environment files
     kube_sentiment.json      metadata: format, classes, registered name/version when known, data and holdout
                              fingerprints, git commit, parameters, metrics
     reference_profile.json   the training reference profile for drift detection (see ``model.profile``)
+    MODEL_CARD.md            what this model can and cannot do: holdout and behaviour-suite scores (``model.card``)
 """
 
 from __future__ import annotations

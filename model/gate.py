@@ -1,8 +1,9 @@
-"""The promotion gate: does the candidate beat production on the same frozen holdout?"""
+"""The promotion gate: does the candidate beat production on the same frozen holdout, without reading sentiment
+worse on any behaviour capability (:mod:`model.behaviour`)?"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -21,6 +22,13 @@ class GateDecision:
     forced: bool = False
     forced_by: str | None = None
     forced_reason: str | None = None
+    behaviour_margin: float = 0.0
+    candidate_behaviour: dict[str, float] = field(default_factory=dict)
+    """Behaviour pass rate per capability of the candidate (empty when the suite does not apply)."""
+    production_behaviour: dict[str, float] | None = None
+    """The same for production, re-scored in this run (``None`` without a production model)."""
+    behaviour_losses: dict[str, float] = field(default_factory=dict)
+    """Capabilities on which the candidate loses more than ``behaviour_margin``, with the loss."""
 
     @property
     def decision(self) -> str:
@@ -30,10 +38,16 @@ class GateDecision:
         return "promoted" if self.passed else "refused"
 
     def tags(self) -> dict[str, str]:
-        """The decision as registry/run tags (``gate.*``), strings only."""
-        return {f"gate.{k}": "" if v is None else str(v) for k, v in asdict(self).items()} | {
-            "gate.decision": self.decision
-        }
+        """The decision as registry/run tags (``gate.*``, behaviour per capability as
+        ``gate.behaviour.<capability>`` = ``candidate`` or ``candidate vs production``), strings only."""
+        nested = ("candidate_behaviour", "production_behaviour", "behaviour_losses")
+        tags = {f"gate.{k}": "" if v is None else str(v) for k, v in asdict(self).items() if k not in nested}
+        production = self.production_behaviour or {}
+        for capability, rate in self.candidate_behaviour.items():
+            versus = f" vs {production[capability]:.4f}" if capability in production else ""
+            tags[f"gate.behaviour.{capability}"] = f"{rate:.4f}{versus}"
+        tags["gate.behaviour_losses"] = ", ".join(f"{c} {-loss:+.4f}" for c, loss in self.behaviour_losses.items())
+        return tags | {"gate.decision": self.decision}
 
 
 def decide(
@@ -47,8 +61,12 @@ def decide(
     force: bool = False,
     actor: str = "unknown",
     force_reason: str | None = None,
+    candidate_behaviour: dict[str, float] | None = None,
+    production_behaviour: dict[str, float] | None = None,
+    behaviour_margin: float = 0.05,
 ) -> GateDecision:
-    """Pass when the candidate beats production by more than ``margin`` (or clears ``floor`` without one).
+    """Pass when the candidate beats production by more than ``margin`` (or clears ``floor`` without one) and loses
+    no more than ``behaviour_margin`` on any behaviour capability that production was scored on.
 
     ``force`` passes whatever the numbers say and records who forced it and why; the honest verdict stays in
     ``reason``.
@@ -60,6 +78,17 @@ def decide(
         "margin": margin,
         "floor": floor,
         "holdout_fingerprint": holdout_fingerprint,
+        "behaviour_margin": behaviour_margin,
+        "candidate_behaviour": {k: round(v, 6) for k, v in (candidate_behaviour or {}).items()},
+        "production_behaviour": None if production_behaviour is None else {
+            k: round(v, 6) for k, v in production_behaviour.items()
+        },
+    }
+    losses = {
+        capability: round(production_behaviour[capability] - rate, 6)
+        for capability, rate in (candidate_behaviour or {}).items()
+        if production_behaviour is not None and capability in production_behaviour
+        and production_behaviour[capability] - rate > behaviour_margin + 1e-12
     }
     if production_macro_f1 is None:
         passed = candidate_macro_f1 >= floor
@@ -75,8 +104,16 @@ def decide(
             f"{production_macro_f1:.4f} on the same holdout: gain {gain:+.4f} "
             f"{'exceeds' if passed else 'does not exceed'} the margin {margin:.4f}"
         )
+    if losses:
+        passed = False
+        worst = ", ".join(
+            f"{c} {candidate_behaviour[c]:.3f} vs {production_behaviour[c]:.3f}"  # type: ignore[index]
+            for c in losses
+        )
+        reason += f"; but it reads sentiment worse than production beyond the margin {behaviour_margin:.3f} on: {worst}"
     if force and not passed:
         return GateDecision(
-            passed=True, reason=reason, forced=True, forced_by=actor, forced_reason=force_reason, **common
+            passed=True, reason=reason, forced=True, forced_by=actor, forced_reason=force_reason,
+            behaviour_losses=losses, **common,
         )
-    return GateDecision(passed=passed, reason=reason, **common)
+    return GateDecision(passed=passed, reason=reason, behaviour_losses=losses, **common)

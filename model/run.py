@@ -1,5 +1,5 @@
-"""The training run behind ``kube-sentiment train`` (also ``python -m model``): data → fit → evaluate → profile →
-log → register → gate.
+"""The training run behind ``kube-sentiment train`` (also ``python -m model``): data → fit → evaluate (holdout and
+behaviour suite) → profile → log → register → gate.
 
 The tracking server is reached first (with a deadline) so a dead server fails the run before any work; the
 version is registered before the gate so a refused model is still inspectable, tagged with why it was refused.
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model import data, evaluate, gate, profile, registry, train
+from model import behaviour, card, data, evaluate, gate, profile, registry, train
 from model.artifacts import save_model_dir
 from model.errors import ExitCode, KubeSentimentError
 from model.process import Outcome, run_process, settings_parser
@@ -41,6 +41,8 @@ class TrainResult:
     decision: gate.GateDecision
     candidate: evaluate.Evaluation
     production: evaluate.Evaluation | None
+    candidate_behaviour: behaviour.BehaviourReport
+    production_behaviour: behaviour.BehaviourReport | None
     model_dir: Path
     tracking_uri: str
     seconds: float
@@ -62,6 +64,7 @@ class TrainResult:
             "run_id": self.run_id,
             "candidate_macro_f1": round(self.candidate.macro_f1, 4),
             "production_macro_f1": None if self.production is None else round(self.production.macro_f1, 4),
+            "candidate_behaviour": {k: round(v, 4) for k, v in self.candidate_behaviour.metrics().items()},
             "run_url": f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}",
             "model_url": f"{base}/#/models/{self.model_name}/versions/{self.model_version}",
             "model_dir": str(self.model_dir),
@@ -98,6 +101,10 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
     holdout_texts, holdout_labels = split.holdout["text"].tolist(), split.holdout["label"].tolist()
     candidate = evaluate.evaluate(pipeline, holdout_texts, holdout_labels, name="candidate")
     log.info("candidate macro-F1 %.4f on %d holdout rows", candidate.macro_f1, len(holdout_texts))
+    candidate_behaviour = behaviour.run(pipeline.predict_proba, pipeline.classes_)
+    if candidate_behaviour.applicable:
+        log.info("candidate passes %.1f%% of the behaviour suite", 100 * candidate_behaviour.overall,
+                 extra=candidate_behaviour.metrics())
     reference = profile.build_profile(pipeline, holdout_texts, candidate.probabilities, holdout_labels)
 
     commit = git_commit(settings.git_commit)
@@ -112,10 +119,12 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
     metadata = lineage | {
         "registered_model": tracking.registered_model,
         "params": train.flat_params(settings.model),
-        "metrics": candidate.metrics(),
+        "metrics": candidate.metrics() | candidate_behaviour.metrics(),
+        "behaviour_suite": candidate_behaviour.fingerprint,
         "data_stats": split.stats,
     }
     save_model_dir(model_dir, pipeline, metadata, reference, input_example=holdout_texts[:3])
+    (model_dir / card.CARD_FILE).write_text(card.render(metadata, candidate, candidate_behaviour))
 
     mlflow.set_tracking_uri(tracking.tracking_uri)
     experiment = mlflow.set_experiment(tracking.experiment)
@@ -124,20 +133,29 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         mlflow.log_params({f"data.{k}": v for k, v in settings.data.model_dump(mode="json").items()})
         mlflow.log_params({f"data.{k}": v for k, v in split.stats.items()})
         mlflow.set_tags(lineage | {"mlflow.source.git.commit": commit})
-        mlflow.log_metrics(candidate.metrics())
+        mlflow.log_metrics(candidate.metrics() | candidate_behaviour.metrics())
         mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
+        mlflow.log_dict(candidate_behaviour.report(), "behaviour/candidate.json")
         mlflow.log_dict(reference, "reference_profile.json")
         mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
-        version = registry.register(client, run.info.run_id, tracking.registered_model, tags=lineage)
+        version_tags = lineage | {f"behaviour.{k.removeprefix('behaviour.')}": f"{v:.4f}"
+                                  for k, v in candidate_behaviour.metrics().items()}
+        version = registry.register(client, run.info.run_id, tracking.registered_model, tags=version_tags)
         log.info("registered %s version %s", tracking.registered_model, version.version)
+        mlflow.log_text(card.render(metadata, candidate, candidate_behaviour, str(version.version)),
+                        f"{registry.MODEL_ARTIFACT_PATH}_card/{card.CARD_FILE}")
 
         production_version = registry.version_by_alias(client, tracking.registered_model, tracking.production_alias)
         production = None
+        production_behaviour = None
         if production_version is not None:
             bundle = registry.download_version(tracking.tracking_uri, production_version)
             production = evaluate.evaluate(bundle.pipeline, holdout_texts, holdout_labels, name="production")
-            mlflow.log_metrics(production.metrics(prefix="production."))
+            production_behaviour = behaviour.run(bundle.pipeline.predict_proba, bundle.pipeline.classes_)
+            mlflow.log_metrics(production.metrics(prefix="production.")
+                               | production_behaviour.metrics(prefix="production."))
             mlflow.log_dict(production.report(), "evaluation/production.json")
+            mlflow.log_dict(production_behaviour.report(), "behaviour/production.json")
         decision = gate.decide(
             candidate.macro_f1,
             None if production is None else production.macro_f1,
@@ -148,6 +166,10 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
             force=tracking.force,
             actor=tracking.actor,
             force_reason=tracking.force_reason,
+            candidate_behaviour=candidate_behaviour.pass_rates,
+            production_behaviour=(production_behaviour.pass_rates
+                                  if production_behaviour is not None and production_behaviour.applicable else None),
+            behaviour_margin=tracking.behaviour_margin,
         )
         for key, value in decision.tags().items():
             client.set_model_version_tag(tracking.registered_model, version.version, key, value)
@@ -168,6 +190,8 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         decision=decision,
         candidate=candidate,
         production=production,
+        candidate_behaviour=candidate_behaviour,
+        production_behaviour=production_behaviour,
         model_dir=model_dir,
         tracking_uri=tracking.tracking_uri,
         seconds=time.perf_counter() - started,

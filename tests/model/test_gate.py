@@ -29,3 +29,40 @@ def test_force_passes_and_records_who_and_why_while_keeping_the_honest_reason() 
 
 def test_tags_are_strings() -> None:
     assert all(isinstance(v, str) for v in decide(0.8, None, None, **KW).tags().values())
+
+
+PRODUCTION = {"negation": 0.9, "neutral_facts": 0.7, "invariance_entity": 0.8}
+
+
+def test_a_candidate_that_reads_sentiment_worse_on_one_capability_is_refused_despite_its_f1() -> None:
+    worse = {"negation": 0.8, "neutral_facts": 0.9, "invariance_entity": 0.8}
+    refused = decide(0.80, 0.78, "3", candidate_behaviour=worse, production_behaviour=PRODUCTION,
+                     behaviour_margin=0.05, **KW)
+    assert not refused.passed and refused.decision == "refused"
+    assert refused.behaviour_losses == {"negation": 0.1}
+    assert "exceeds the margin" in refused.reason and "negation 0.800 vs 0.900" in refused.reason
+    tags = refused.tags()
+    assert tags["gate.behaviour.negation"] == "0.8000 vs 0.9000"
+    assert tags["gate.behaviour_losses"] == "negation -0.1000"
+    assert all(isinstance(v, str) for v in tags.values())
+
+
+def test_a_loss_within_the_behaviour_margin_passes_and_gains_are_welcome() -> None:
+    close = {"negation": 0.86, "neutral_facts": 0.95, "invariance_entity": 0.75}
+    decision = decide(0.80, 0.78, "3", candidate_behaviour=close, production_behaviour=PRODUCTION,
+                      behaviour_margin=0.05, **KW)
+    assert decision.passed and decision.behaviour_losses == {}
+    assert decision.tags()["gate.behaviour.neutral_facts"] == "0.9500 vs 0.7000"
+
+
+def test_behaviour_alone_never_promotes_and_a_first_model_is_recorded_not_compared() -> None:
+    better = {"negation": 1.0, "neutral_facts": 1.0, "invariance_entity": 1.0}
+    assert not decide(0.78, 0.78, "3", candidate_behaviour=better, production_behaviour=PRODUCTION, **KW).passed
+    first = decide(0.75, None, None, candidate_behaviour=better, **KW)
+    assert first.passed and first.tags()["gate.behaviour.negation"] == "1.0000"
+
+
+def test_forcing_past_a_behaviour_loss_keeps_the_loss_on_record() -> None:
+    forced = decide(0.80, 0.78, "3", candidate_behaviour={"negation": 0.5}, production_behaviour=PRODUCTION,
+                    force=True, actor="alice", force_reason="known regression, hotfix", **KW)
+    assert forced.decision == "forced" and forced.behaviour_losses == {"negation": 0.4}

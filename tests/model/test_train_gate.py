@@ -58,7 +58,16 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     assert run.data.metrics["macro_f1"] == pytest.approx(first.candidate.macro_f1)
     assert {"model.classifier", "model.c", "data.seed", "data.holdout_rows"} <= set(run.data.params)
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "model")}
-    assert {"model/MLmodel", "model/reference_profile.json", "model/kube_sentiment.json"} <= artifacts
+    assert {"model/MLmodel", "model/reference_profile.json", "model/kube_sentiment.json",
+            "model/MODEL_CARD.md"} <= artifacts
+    assert {a.path for a in client.list_artifacts(first.run_id, "behaviour")} == {"behaviour/candidate.json"}
+    assert 0 < run.data.metrics["behaviour.overall"] <= 1 and "behaviour.negation" in run.data.metrics
+    first_tags = client.get_model_version(name, first.model_version).tags
+    assert float(first_tags["behaviour.negation"]) == pytest.approx(first.candidate_behaviour.pass_rates["negation"],
+                                                                   abs=1e-4)
+    assert first_tags["gate.behaviour.neutral_facts"] == f"{first.candidate_behaviour.pass_rates['neutral_facts']:.4f}"
+    card = Path(client.download_artifacts(first.run_id, "model_card/MODEL_CARD.md")).read_text()
+    assert f"version {first.model_version}" in card and "| negation |" in card
 
     client.set_registered_model_alias(name, "production", first.model_version)  # a deployment promotes it
 
@@ -71,12 +80,42 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     assert tags["gate.decision"] == "refused"
     assert tags["gate.production_version"] == first.model_version
     assert float(tags["gate.candidate_macro_f1"]) < float(tags["gate.production_macro_f1"])
+    assert worse.production_behaviour is not None  # production re-scored on the suite in the same run
+    assert worse.production_behaviour.pass_rates == pytest.approx(first.candidate_behaviour.pass_rates)
+    assert " vs " in tags["gate.behaviour.negation"]
+    assert {a.path for a in client.list_artifacts(worse.run_id, "behaviour")} == {
+        "behaviour/candidate.json", "behaviour/production.json"}
 
     client.set_registered_model_alias(name, "production", worse.model_version)  # a bad model reached production
-    better = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
+    recovery = settings(mlflow_server, sample_csv, tmp_path, name)
+    # the over-regularised model leans on the lexicon and passes more of the behaviour suite than the default one:
+    # this step is about the F1 rule, so the behaviour margin is opened (its own test is below)
+    recovery.tracking.behaviour_margin = 1.0
+    better = train_and_gate(recovery)
     assert better.decision.decision == "promoted"
     assert client.get_model_version_by_alias(name, "candidate").version == better.model_version
     assert "gain +" in client.get_model_version(name, better.model_version).tags["gate.reason"]
+
+
+def test_a_candidate_that_reads_sentiment_worse_is_refused_even_with_a_better_f1(
+    mlflow_server: MlflowServer, sample_csv: Path, tmp_path: Path
+) -> None:
+    client = MlflowClient(mlflow_server.uri)
+    name = "gate-behaviour"
+    reader = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
+    client.set_registered_model_alias(name, "production", reader.model_version)
+    # without the lexicon and its negation counterfactuals the n-grams alone read "not bad" as negative
+    plain = settings(mlflow_server, sample_csv, tmp_path, name, lexicon=False)
+    plain.tracking.margin, plain.tracking.behaviour_margin = 0.0, 0.05
+    candidate = train_and_gate(plain)
+    assert candidate.production_behaviour is not None
+    losses = candidate.decision.behaviour_losses
+    assert losses, (candidate.candidate_behaviour.pass_rates, candidate.production_behaviour.pass_rates)
+    assert candidate.decision.decision == "refused" and candidate.exit_code == EXIT_REFUSED
+    assert "reads sentiment worse than production" in candidate.decision.reason
+    tags = client.get_model_version(name, candidate.model_version).tags
+    assert all(capability in tags["gate.behaviour_losses"] for capability in losses)
+    assert client.get_model_version_by_alias(name, "candidate").version == reader.model_version
 
 
 def test_force_records_actor_and_reason(mlflow_server: MlflowServer, sample_csv: Path, tmp_path: Path) -> None:
