@@ -277,9 +277,13 @@ def _lexicon_tokens(
             i += 1
             continue
         j = i
+        words_only = True
         while j < end and codes[j] != SPACE:
+            words_only = words_only and word_char[codes[j]]
             j += 1
-        entry = _find(lex_table, codes, i, j - i, LEX_CHUNK_SALT, lex_bits)  # a whole chunk: an emoticon
+        entry = -1  # a whole chunk that is an entry: an emoticon (those entries all have a non-word character)
+        if not words_only:
+            entry = _find(lex_table, codes, i, j - i, LEX_CHUNK_SALT, lex_bits)
         p = i
         while p < j:
             start, stop, kind, value = i, j, VALENCE, 0.0
