@@ -167,7 +167,7 @@ def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
     return block, ""
 
 
-def _linear_head(clf: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, str] | str:
+def linear_head(clf: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, str] | str:
     """``(coef.T, intercept, rule)`` of a supported classifier, or the reason it is not supported."""
     n_classes = len(clf.classes_)
     if type(clf) is LogisticRegression:
@@ -340,7 +340,7 @@ class FastPath:
             offset += block.size
         if not hasattr(clf, "classes_"):
             return None, "classifier is not fitted"
-        head = _linear_head(clf, offset)
+        head = linear_head(clf, offset)
         if isinstance(head, str):
             return None, head
         coef_t, intercept, rule = head

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import BadInput, ModelLoadError, NotReady, status_of
+from serving.explain import Explainer
 from serving.fastpath import ProbaFn, build_proba_fn
 from serving.loader import LoadedModel
 from serving.loader import load as load_artefact
@@ -76,6 +77,7 @@ class SentimentModel(Model):
         self._metrics: ServingMetrics | None = None
         self._batcher: MicroBatcher | None = None
         self._emitter: EventEmitter | None = None
+        self._explainer: Explainer | None = None
         self._classes_arr = np.array([], dtype=object)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -198,6 +200,8 @@ class SentimentModel(Model):
         try:
             if not self.ready or metrics is None or self._batcher is None:
                 raise NotReady(self.name, self.load_error or "the model is not loaded yet")
+            if verb is InferenceVerb.EXPLAIN:
+                return self._explain(protocol, body, headers, started), {}
             if verb is not InferenceVerb.PREDICT:
                 raise BadInput(f"{verb.name.lower()} is not supported by model {self.name!r}; use predict")
             texts = self._v1_texts(body, headers) if protocol == "v1" else self._v2_texts(body)
@@ -223,6 +227,21 @@ class SentimentModel(Model):
         if self._emitter is not None:
             self._emitter.submit(request_id or uuid.uuid4().hex, protocol, texts, probs, elapsed * 1000.0)
         return response, {}
+
+    def _explain(self, protocol: str, body: Any, headers: dict[str, str] | None, started: float) -> dict[str, Any]:
+        """V1 ``:explain``: the :predict answer of every text plus, per class, the features that pushed its score
+        (:mod:`serving.explain`); validated like :predict, computed with sklearn, no prediction event."""
+        if protocol != "v1":
+            raise BadInput("explain is a V1 verb: POST /v1/models/<name>:explain {\"instances\": [\"text\", ...]}")
+        texts = self._v1_texts(body, headers)
+        if self._explainer is None:
+            self._explainer = Explainer(self.loaded.bundle.pipeline)  # type: ignore[union-attr]
+        probs = np.asarray(self._proba.predict_proba(texts))  # type: ignore[union-attr]
+        response = self._v1_response(self._classes_arr[probs.argmax(axis=1)], probs)
+        for prediction, explanation in zip(response["predictions"], self._explainer.explain(texts), strict=True):
+            prediction["explanation"] = explanation
+        self._metrics.success(protocol, time.perf_counter() - started, len(texts))  # type: ignore[union-attr]
+        return response
 
     def _check_texts(self, items: list[Any], where: str) -> list[str]:
         """Every item a non-blank string within the length limit, and not too many; else :class:`BadInput`."""

@@ -27,6 +27,7 @@ from tests.support.servers import EventSink, Predictor
 pytestmark = pytest.mark.integration
 
 V1 = "/v1/models/sentiment:predict"
+EXPLAIN = "/v1/models/sentiment:explain"
 V2 = "/v2/models/sentiment/infer"
 CLASSES = ["negative", "neutral", "positive"]
 
@@ -137,6 +138,34 @@ V1_BAD = [
 def test_v1_bad_input_is_400_with_a_message(predictor: Predictor, case: str, body: bytes, content_type: str,
                                             message: str) -> None:
     r = httpx.post(predictor.http + V1, content=body, headers={"content-type": content_type}, timeout=10)
+    assert r.status_code == 400, (case, r.status_code, r.text)
+    assert message in r.json()["error"], r.text
+
+
+def test_explain_answers_the_prediction_and_exact_contributions(predictor: Predictor,
+                                                                tiny_pipeline: Pipeline) -> None:
+    texts = ["my flight is at 5pm", "not bad at all!!!", "I hate driverless cars"]
+    r = httpx.post(predictor.http + EXPLAIN, json={"instances": texts}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    predicted = httpx.post(predictor.http + V1, json={"instances": texts}, timeout=10).json()
+    assert body["model_version"] == predicted["model_version"] == "3"
+    scores = tiny_pipeline.decision_function(texts)
+    for i, (explained, plain) in enumerate(zip(body["predictions"], predicted["predictions"], strict=True)):
+        assert explained["label"] == plain["label"] and explained["probabilities"] == plain["probabilities"]
+        assert list(explained["explanation"]) == CLASSES
+        for c, cls in enumerate(CLASSES):
+            e = explained["explanation"][cls]
+            assert 0 < len(e["contributions"]) <= 10
+            total = e["intercept"] + sum(f["contribution"] for f in e["contributions"]) + e["rest"]
+            assert abs(total - e["logit"]) <= 1e-9 and abs(e["logit"] - scores[i, c]) <= 1e-9
+            assert {"feature", "kind", "value", "weight", "contribution"} == set(e["contributions"][0])
+
+
+@pytest.mark.parametrize(("case", "body", "content_type", "message"), V1_BAD, ids=[c[0] for c in V1_BAD])
+def test_explain_bad_input_is_400_like_predict(predictor: Predictor, case: str, body: bytes, content_type: str,
+                                               message: str) -> None:
+    r = httpx.post(predictor.http + EXPLAIN, content=body, headers={"content-type": content_type}, timeout=10)
     assert r.status_code == 400, (case, r.status_code, r.text)
     assert message in r.json()["error"], r.text
 
