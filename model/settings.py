@@ -80,9 +80,8 @@ class ModelSettings(SettingsGroup):
     """How many tokens before a sentiment word a negation reaches."""
     negation_counterfactuals: float = Field(0.0, ge=0.0)
     """Weight, relative to the row it comes from, of a negated copy of each training text whose sentiment rests on
-    one lexicon word (``model.lexicon.negation_counterfactuals``); 0 adds none. Needs ``lexicon``. At 0.3 the
-    behaviour suite's negation capability goes from 59% to 94% but holdout macro-F1 falls below 0.76
-    (docs/model.md)."""
+    one lexicon word (``model.lexicon.negation_counterfactuals``); 0 adds none. Needs ``lexicon``. What it trades
+    (behaviour suite against holdout macro-F1) is measured in docs/model.md."""
 
     @field_validator("char_ngram_max")
     @classmethod
