@@ -53,7 +53,7 @@ class ModelSettings(SettingsGroup):
     as ``logreg`` (sklearn LogisticRegression, liblinear) at a fifth of the fit time; ``nb``: MultinomialNB."""
     c: float = Field(4.0, gt=0.0)
     """Inverse regularisation strength of LogisticRegression."""
-    max_iter: int = Field(30, ge=5)
+    max_iter: int = Field(60, ge=5)
     """Epochs of ``logreg-sgd`` (run in full: no early stop, so fits are reproducible); iteration cap of ``logreg``."""
     class_weight: Literal["balanced", "none"] = "balanced"
     """Class weighting of the linear classifier."""
@@ -71,6 +71,9 @@ class ModelSettings(SettingsGroup):
     """Use 1 + log(tf)."""
     alpha: float = Field(1e-5, gt=0.0)
     """Regularisation of ``logreg-sgd`` and smoothing of ``nb``."""
+    confidence_power: float = Field(3.0, ge=0.0)
+    """Exponent of each row's label confidence (the data's weight column) where it weighs the row: 0 counts every
+    row the same, 1 as given, larger leans on the labels the annotators agreed on."""
     lexicon: bool = True
     """Add the VADER lexicon features (``model.lexicon``: valence sums with negation and boosters, and "no sentiment
     word") beside the n-grams."""
@@ -78,7 +81,7 @@ class ModelSettings(SettingsGroup):
     """Multiplier of the lexicon features (the n-gram blocks are L2-normalised, these are not)."""
     negation_window: int = Field(3, ge=1, le=10)
     """How many tokens before a sentiment word a negation reaches."""
-    negation_counterfactuals: float = Field(0.0, ge=0.0)
+    negation_counterfactuals: float = Field(0.3, ge=0.0)
     """Weight, relative to the row it comes from, of a negated copy of each training text whose sentiment rests on
     one lexicon word (``model.lexicon.negation_counterfactuals``); 0 adds none. Needs ``lexicon``. What it trades
     (behaviour suite against holdout macro-F1) is measured in docs/model.md."""

@@ -81,9 +81,12 @@ def with_counterfactuals(settings: ModelSettings, train: pd.DataFrame) -> pd.Dat
 
 
 def fit(settings: ModelSettings, train: pd.DataFrame) -> Pipeline:
-    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train`` (``weight``, when present, weighs rows),
-    with the negation counterfactuals of :func:`with_counterfactuals` added."""
+    """Fit a fresh pipeline on the ``text``/``label`` columns of ``train`` (``weight``, when present, raised to
+    ``confidence_power``, weighs rows), with the negation counterfactuals of :func:`with_counterfactuals` added
+    (each weighted relative to its source row's weight)."""
     pipeline = build_pipeline(settings)
+    if "weight" in train and settings.confidence_power != 1.0:
+        train = train.assign(weight=train["weight"] ** settings.confidence_power)
     train = with_counterfactuals(settings, train)
     fit_params = {"clf__sample_weight": train["weight"].to_numpy()} if "weight" in train else {}
     with stage("fit", rows=len(train), classifier=settings.classifier), warnings.catch_warnings():

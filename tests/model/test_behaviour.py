@@ -20,9 +20,11 @@ from model.train import fit
 
 pytestmark = pytest.mark.integration
 
-# what the default model reaches, rounded down (docs/model.md); today's model before the lexicon: 77.1% overall
+# what the default model reaches, rounded down (docs/model.md); the model before the lexicon: 77.1% overall, the
+# lexicon without negation counterfactuals: 80.9%
+OVERALL_FLOOR = 0.85
 FLOORS = {
-    "sentiment_corpus_topics": 0.80, "sentiment_other_topics": 0.80, "neutral_facts": 0.70, "negation": 0.55,
+    "sentiment_corpus_topics": 0.85, "sentiment_other_topics": 0.90, "neutral_facts": 0.65, "negation": 0.90,
     "invariance_entity": 0.65, "invariance_noise": 0.90, "direction_intensifier": 0.85, "direction_complaint": 0.95,
     "direction_praise": 0.95,
 }
@@ -47,7 +49,7 @@ def test_default_model_reaches_the_macro_f1_target_on_the_frozen_holdout(model: 
 
 def test_default_model_keeps_its_behaviour_suite_pass_rates(model: Pipeline) -> None:
     report = behaviour.run(model.predict_proba, model.classes_)
-    assert report.overall >= 0.80, report.pass_rates
+    assert report.overall >= OVERALL_FLOOR, report.pass_rates
     below = {c: r for c, r in report.pass_rates.items() if r < FLOORS[c]}
     assert not below, below
 
