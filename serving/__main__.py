@@ -122,8 +122,8 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
         server.start([])
     else:
         server.start([model])
-    if model.emitter is not None:  # the loop has stopped: hand the sidecar what is still queued
-        model.emitter.drain(deadline_s=settings.events_timeout_s * 2)
+    if model.emitter is not None:  # the loop has stopped: write what is still queued, seal the journal file
+        model.emitter.close()
     if model.load_error:
         return model.load_exit_code
     return 0

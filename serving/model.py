@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import BadInput, ModelLoadError, NotReady, UnknownVersion, status_of
+from serving.eventlog.journal import JournalWriter
 from serving.explain import Explainer
 from serving.fastpath import ProbaFn, build_proba_fn
 from serving.loader import LoadedModel
@@ -143,11 +144,11 @@ class SentimentModel(Model):
         self._batcher = MicroBatcher(
             proba.predict_proba, self.name, s.max_batch_texts, s.max_queued_texts, on_batch=on_batch
         )
-        if s.events_url:
+        if s.events_dir is not None:
             context = EventContext(self.name, self.version, s.track, s.environment, self.classes, s.log_text)
+            journal = JournalWriter(s.events_dir, s.events_max_bytes, s.events_file_bytes)
             self._emitter = EventEmitter(
-                s.events_url, context, metrics, s.events_queue_size, s.events_batch_size,
-                s.events_flush_interval_s, s.events_timeout_s,
+                journal, context, metrics, s.events_queue_size, s.events_batch_size, s.events_flush_interval_s
             )
         self.ready = True
         log.info(

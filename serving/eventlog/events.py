@@ -1,7 +1,8 @@
 """The prediction event: what the predictor emits for every text it classifies. This schema is a contract
 (``serving.eventlog`` owns it; the Parquet layout of the stored events is in ``serving.eventlog.parquet``).
 
-Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON, ``POST /v1/events`` with
+Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON: the predictor appends them
+to its journal files (:mod:`serving.eventlog.journal`), other producers ``POST /v1/events`` with
 ``Content-Type: application/x-ndjson``. A line is either one event, or one *request record*
 (``REQUEST_SCHEMA``, see :class:`RequestEncoder`) that the sidecar expands into the events of every text of the
 request (:func:`expand_request`); the predictor sends request records, so that building each event's JSON is the
