@@ -6,13 +6,15 @@ All servers are the same ``kserve.ModelServer`` (same flags, same logging), all 
 to core 0 with ``taskset`` (only the one under load uses CPU). Within a cell (protocol, concurrency, texts per
 request) one load process drives all the cell's servers in turns of ``--slice`` seconds until each has had
 ``--duration`` seconds, so a neighbour's load on a shared machine falls on all of them alike. The load generator
-(an asyncio HTTP/1.1 keep-alive client and a ``grpc.aio`` client, below) and the event sink run pinned to core 1.
+(an asyncio HTTP/1.1 keep-alive client and a ``grpc.aio`` client, below) and the monitoring sidecar run pinned to
+core 1.
 A full run takes about 4 minutes. Servers:
 
 - ``noop``: a ``kserve.Model`` that returns a constant one-text answer without looking at the input (the ceiling).
 - ``baseline``: the standard way: a ``kserve.Model`` whose ``predict`` calls the pipeline's ``predict_proba``.
 - ``ours``: ``python -m serving`` (fast path + micro-batching), prediction events off.
-- ``ours+events``: the same with prediction events sent to a sink standing in for the sidecar.
+- ``ours+events``: the same with prediction events on: appended to its journal, which a real ``kube-sentiment
+  ship`` sidecar (on the load core) reads into its spool and ships to a local sink, as in the pod.
 
 Prints req/s, p50, p99 and peak RSS for V1 REST, V2 REST and V2 gRPC at c=8 and c=32 with one text per request,
 texts/s with 64 texts per request, and the ratios. Not a test; nothing asserts on speed.
@@ -28,6 +30,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -359,69 +362,58 @@ def _run_load(servers: list[Server], protocol: str, concurrency: int, per_reques
     return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _sink_command(port: int) -> list[str]:
-    return ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.serve_bench", "sink", "--port", str(port)]
+def _shipper_command(port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """The real sidecar on the load core, reading the journal under ``workdir`` (what ``ours+events`` writes)."""
+    env = {"KS_SHIP_HOST": "127.0.0.1", "KS_SHIP_PORT": str(port), "KS_SHIP_SPOOL_DIR": str(workdir / "spool"),
+           "KS_SHIP_SINK_DIR": str(workdir / "sink"), "KS_SHIP_LOG_LEVEL": "WARNING", "KS_SHIP_JSON_LOGS": "true"}
+    return ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "serving.shipper"], env
 
 
-def sink(port: int) -> None:
-    """A minimal NDJSON receiver standing in for the sidecar: reads each POST, answers 202, stores nothing."""
-    import uvloop
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = _CONTENT_LENGTH.search(head)
-                if match:
-                    await reader.readexactly(int(match.group(1)))
-                writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    async def run() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port)
-        await server.serve_forever()
-
-    uvloop.run(run())
-
-
-def emitter_cost(sink_port: int, count: int = 20_000) -> float:
-    """CPU µs per event of the whole emitter path (submit, encode, POST to the sink), measured in this process with
-    the predictor's default batch size and text logging.
+def emitter_cost(count: int = 20_000, rounds: int = 5) -> float:
+    """CPU µs per event of the whole emitter path (submit, encode, append to the journal), measured in this process
+    with the predictor's default batch size and text logging; the median of ``rounds``.
 
     Steadier than comparing two servers' req/s on a shared machine: it is the time the predictor's core spends per
     event, to be set against its time per request.
     """
+    import statistics
+    import tempfile
+
     from prometheus_client import CollectorRegistry
 
     from serving.emitter import EventContext, EventEmitter
+    from serving.eventlog.journal import JournalWriter
     from serving.metrics import ServingMetrics
     from serving.settings import ServeSettings
 
     corpus = _texts()
     texts = (corpus * (count // len(corpus) + 1))[:count]
     probs = np.random.default_rng(0).dirichlet(np.ones(3), size=count)
-    metrics = ServingMetrics(MODEL, "bench", "stable", CollectorRegistry())
     defaults = ServeSettings()  # the predictor's own batching and text logging
     context = EventContext(MODEL, "bench", "stable", "bench", ("negative", "neutral", "positive"), defaults.log_text)
 
-    async def run() -> float:
-        emitter = EventEmitter(f"http://127.0.0.1:{sink_port}/v1/events", context, metrics, queue_size=count + 1,
+    def one(directory: Path) -> float:
+        metrics = ServingMetrics(MODEL, "bench", "stable", CollectorRegistry())
+        journal = JournalWriter(directory, 1 << 34, defaults.events_file_bytes)
+        emitter = EventEmitter(journal, context, metrics, queue_size=count + 1,
                                batch_size=defaults.events_batch_size)
         emitter.submit("bench-warm-up", "v1", ["warm up"], probs[:1], 1.0)
-        await emitter.flush()  # the HTTP client and its connection exist before the clock starts
+        emitter.flush()  # the journal file exists before the clock starts
         started = time.process_time()
         for i, text in enumerate(texts):
             emitter.submit(f"bench-{i}", "v1", [text], probs[i : i + 1], 1.0)
-        await emitter.flush(deadline_s=120)
+            if i % 1000 == 999:
+                emitter.flush()  # what the background task does every flush interval
+        emitter.flush()
         used = time.process_time() - started
-        await emitter.aclose()
-        if emitter.sent != count + 1:
-            raise SystemExit(f"emitter cost: {emitter.sent} of {count + 1} events reached the sink "
+        emitter.close()
+        if emitter.written != count + 1:
+            raise SystemExit(f"emitter cost: {emitter.written} of {count + 1} events written "
                              f"({emitter.dropped} dropped, {emitter.queued} left)")
         return used / count * 1e6
 
-    return asyncio.run(run())
+    with tempfile.TemporaryDirectory(prefix="ks-emitter-cost-") as tmp:
+        return statistics.median(one(Path(tmp) / str(r)) for r in range(rounds))
 
 
 def _model_dir(rows: int) -> Path:
@@ -448,17 +440,20 @@ PROTOCOL_NAMES = {"v1": "V1 REST", "v2": "V2 REST", "grpc": "V2 gRPC"}
 def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) -> dict[str, Any]:
     """Start the four servers (idle ones use no CPU), then run every cell with its servers taking turns in slices
     of ``slice_s`` seconds until each has had ``seconds``: a neighbour's passing load hurts them alike."""
-    sink_port = free_port()
-    sink_proc = subprocess.Popen(_sink_command(sink_port), cwd=REPO)
+    import tempfile
+
+    events_dir = Path(tempfile.mkdtemp(prefix="ks-serve-bench-events-"))
+    command, env = _shipper_command(free_port(), events_dir)
+    shipper = subprocess.Popen(command, cwd=REPO, env=os.environ | env)
     python = sys.executable
     quiet = {"KS_SERVE_LOG_LEVEL": "WARNING", "KS_SERVE_JSON_LOGS": "true"}
     commands = {
         "noop": ([python, "-m", "bench.serve_bench", "serve", "--kind", "noop", "--model_dir", str(model_dir)], {}),
         "baseline": ([python, "-m", "bench.serve_bench", "serve", "--kind", "baseline", "--model_dir",
                       str(model_dir)], {}),
-        "ours": ([python, "-m", "serving", "--model-dir", str(model_dir)], {"KS_SERVE_EVENTS_URL": "", **quiet}),
+        "ours": ([python, "-m", "serving", "--model-dir", str(model_dir)], {"KS_SERVE_EVENTS_DIR": "", **quiet}),
         "ours+events": ([python, "-m", "serving", "--model-dir", str(model_dir)],
-                        {"KS_SERVE_EVENTS_URL": f"http://127.0.0.1:{sink_port}/v1/events", **quiet}),
+                        {"KS_SERVE_EVENTS_DIR": str(events_dir / "spool" / "journal"), **quiet}),
     }
     cells = [(p, c, 1, ["noop", "baseline", "ours"] + (["ours+events"] if c == 32 else []))
              for p in PROTOCOLS for c in (8, 32)]
@@ -476,12 +471,13 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
                       f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                       f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}", file=sys.stderr)
         rss = {name: server.peak_rss_mb() for name, server in servers.items()}
-        event_us = emitter_cost(sink_port)
+        event_us = emitter_cost()
     finally:
         for server in servers.values():
             _stop(server)
-        sink_proc.terminate()
-        sink_proc.wait()
+        shipper.terminate()
+        shipper.wait()
+        shutil.rmtree(events_dir, ignore_errors=True)
     return {
         "cells": [{"server": k[0], "protocol": k[1], "c": k[2], "per_request": k[3], **v} for k, v in results.items()],
         "rss": rss,
@@ -507,10 +503,10 @@ def _tail(cell: dict[str, Any]) -> str:
 def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     """The markdown report: machine, the single-text table, the 64-text table, event cost, RSS."""
     lines = [
-        f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generator and event "
-        f"sink on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until each has had "
-        f"{meta['duration']} s (after a 1 s warm-up each; the first {SETTLE_S:g} s of every turn is load but not "
-        f"measured); model: {meta['model']}.",
+        f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generator and "
+        f"monitoring sidecar on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until "
+        f"each has had {meta['duration']} s (after a 1 s warm-up each; the first {SETTLE_S:g} s of every turn is "
+        f"load but not measured); model: {meta['model']}.",
         f"Load average when the run started: {meta['load']}.",
         "",
         "Single-text requests (closed loop, client-side latency):",
@@ -541,7 +537,7 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
             lines.append(f"| {PROTOCOL_NAMES[protocol]} | {base['texts_per_s']:.0f} | {ours['texts_per_s']:.0f} "
                          f"| {ours['texts_per_s'] / base['texts_per_s']:.2f}x "
                          f"| {_latency(ours)} |")
-    lines += ["", "Prediction events on (sent to a sink on the load core), single text, c=32:", "",
+    lines += ["", "Prediction events on (journal read by the sidecar on the load core), single text, c=32:", "",
               "| protocol | ours req/s | ours+events req/s | cost |", "|---|---|---|---|"]
     for protocol in PROTOCOLS:
         ours, events = _cell(results, "ours", protocol, 32, 1), _cell(results, "ours+events", protocol, 32, 1)
@@ -550,7 +546,7 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
                          f"| {1 - events['rps'] / ours['rps']:.1%} |")
     ours32 = [_cell(results, "ours", p, 32, 1) for p in PROTOCOLS]
     fastest = max(c["rps"] for c in ours32 if c)
-    lines += ["", f"Emitter CPU per event, measured in-process (submit, encode, POST to the sink): "
+    lines += ["", f"Emitter CPU per event, measured in-process (submit, encode, append to the journal): "
               f"{results['emitter_us_per_event']:.1f} µs, i.e. {results['emitter_us_per_event'] * fastest / 1e6:.1%} "
               f"of ours' time per single-text request at its fastest ({fastest:.0f} req/s)."]
     lines += ["", "Peak RSS of each server process (MB): "
@@ -561,7 +557,7 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``run`` (default), or the internal ``serve`` / ``load`` / ``sink`` roles."""
+    """``run`` (default), or the internal ``serve`` / ``load`` roles."""
     parser = argparse.ArgumentParser(prog="python -m bench.serve_bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="role")
     run_p = sub.add_parser("run", help="run the whole benchmark (default)")
@@ -583,8 +579,6 @@ def main(argv: list[str] | None = None) -> int:
     load_p.add_argument("--per_request", type=int, default=1)
     load_p.add_argument("--duration", type=float, required=True)
     load_p.add_argument("--slice", type=float, default=0.5)
-    sink_p = sub.add_parser("sink")
-    sink_p.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
     if args.role == "serve":
@@ -594,9 +588,6 @@ def main(argv: list[str] | None = None) -> int:
         targets = [(int(h), int(g)) for h, g in (t.split(":") for t in args.targets.split(","))]
         print(json.dumps(load(args.api, targets, args.c, args.per_request, args.duration, warmup=1.0,
                               slice_s=args.slice)))
-        return 0
-    if args.role == "sink":
-        sink(args.port)
         return 0
     started = time.monotonic()
     model_dir = args.model_dir or _model_dir(args.train_rows)

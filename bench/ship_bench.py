@@ -5,9 +5,11 @@
 Starts ``python -m serving.shipper`` on a free port with a temporary spool and sink, posts pre-built NDJSON batches
 from client threads over keep-alive connections, and waits until ``ks_ship_events_written_total`` says every event
 is in the sink (end-to-end: fsync'ed spool, Parquet objects written). The baseline, measured in the same run, is
-the naive design: one file written and fsync'ed per event. The shipper is measured twice: fed events, and fed the
-one-line-per-request records the predictor sends (single-text requests, text logging off), which it expands into
-events itself. Prints a Markdown table.
+the naive design: one file written and fsync'ed per event. The shipper is measured three times: fed events over HTTP,
+fed over HTTP the one-line-per-request records the predictor makes (single-text requests, text logging off), which it
+expands into events itself, and reading those records from journal files the way the predictor in its pod hands them
+over (``serving.eventlog.journal``: written by this process in 1 MiB appends, as the predictor's emitter does). Prints
+a Markdown table.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def _records(batch: list) -> bytes:  # type: ignore[type-arg]
+def _record_lines(batch: list) -> list[bytes]:  # type: ignore[type-arg]
     """The predictor's request records of ``batch`` (one single-text request per event, text logging off)."""
     import numpy as np
 
@@ -61,9 +63,52 @@ def _records(batch: list) -> bytes:  # type: ignore[type-arg]
     first = batch[0]
     encoder = RequestEncoder(first["model_name"], first["model_version"], first["track"], first["environment"],
                              tuple(first["probabilities"]), log_text=False)
-    return b"".join(encoder.line(e["request_id"], e["ts"], e["protocol"], [e["text"]],
-                                 np.array([list(e["probabilities"].values())]), e["latency_ms"]) + b"\n"
-                    for e in batch)
+    return [encoder.line(e["request_id"], e["ts"], e["protocol"], [e["text"]],
+                         np.array([list(e["probabilities"].values())]), e["latency_ms"]) for e in batch]
+
+
+def _records(batch: list) -> bytes:  # type: ignore[type-arg]
+    """The request records of ``batch`` as an NDJSON body."""
+    return b"".join(line + b"\n" for line in _record_lines(batch))
+
+
+def _start_shipper(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "KS_SHIP_HOST": "127.0.0.1", "KS_SHIP_PORT": str(port),
+           "KS_SHIP_SPOOL_DIR": str(workdir / "spool"), "KS_SHIP_SINK_DIR": str(workdir / "sink"),
+           "KS_SHIP_SEGMENT_MAX_AGE_S": "1", "KS_SHIP_JSON_LOGS": "true", "KS_SHIP_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "serving.shipper"], cwd=REPO, env=env)
+    wait_for(lambda: metric(port, "ks_ship_events_written_total") == 0, 60, "the shipper")
+    return proc, port
+
+
+def bench_journal(n_events: int, workdir: Path) -> dict[str, float]:
+    """Events/s end to end when the shipper reads the predictor's journal: request records appended to journal files
+    (1 MiB appends, 8 MiB files, like the predictor's defaults) while the shipper runs, until all are in the sink."""
+    from serving.eventlog.journal import JournalWriter
+    from tests.support.events import events
+
+    proc, port = _start_shipper(workdir)
+    try:
+        lines = _record_lines(events(n_events, prefix="journal-"))
+        writer = JournalWriter(workdir / "spool" / "journal", 1 << 34, 8 * 1024 * 1024)
+        started = time.perf_counter()
+        batch: list[bytes] = []
+        size = 0
+        for line in lines:
+            batch.append(line)
+            size += len(line) + 1
+            if size >= 1024 * 1024:
+                writer.append(batch)
+                batch, size = [], 0
+        writer.append(batch)
+        writer.close()
+        written = time.perf_counter() - started
+        wait_for(lambda: metric(port, "ks_ship_events_written_total") >= n_events, 300, "the sink to hold every event")
+        return {"events": n_events, "write_s": written, "e2e_s": time.perf_counter() - started}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def bench_shipper(n_events: int, batch: int, clients: int, workdir: Path, records: bool = False) -> dict[str, float]:
@@ -71,13 +116,8 @@ def bench_shipper(n_events: int, batch: int, clients: int, workdir: Path, record
     request records."""
     from tests.support.events import events, ndjson
 
-    port = free_port()
-    env = {**os.environ, "KS_SHIP_HOST": "127.0.0.1", "KS_SHIP_PORT": str(port),
-           "KS_SHIP_SPOOL_DIR": str(workdir / "spool"), "KS_SHIP_SINK_DIR": str(workdir / "sink"),
-           "KS_SHIP_SEGMENT_MAX_AGE_S": "1", "KS_SHIP_JSON_LOGS": "true", "KS_SHIP_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "serving.shipper"], cwd=REPO, env=env)
+    proc, port = _start_shipper(workdir)
     try:
-        wait_for(lambda: metric(port, "ks_ship_events_written_total") == 0, 60, "the shipper")
         per_client = n_events // clients // batch
         encode = _records if records else ndjson
         bodies = [[encode(events(batch, start=(c * per_client + b) * batch, prefix=f"c{c}-"))
@@ -141,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ks-ship-bench-") as tmp:
         ours = bench_shipper(args.events, args.batch, args.clients, Path(tmp) / "events")
         recs = bench_shipper(args.events, args.batch, args.clients, Path(tmp) / "records", records=True)
+        journal = bench_journal(args.events, Path(tmp) / "journal")
         naive = bench_naive(args.naive_events, Path(tmp))
     load = os.getloadavg()[0]
     print(f"\nship_bench on {platform.node()} ({os.cpu_count()} CPUs, load average {load:.1f}), "
@@ -155,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
           f"| {recs['ack_s']:.2f} | {recs['events'] / recs['ack_s']:,.0f} | 20,000 |")
     print(f"| kube-sentiment ship fed request records, end-to-end into the local sink | {recs['events']} "
           f"| {recs['e2e_s']:.2f} | {recs['events'] / recs['e2e_s']:,.0f} | 20,000 |")
+    print(f"| kube-sentiment ship reading the predictor's journal files, end-to-end into the local sink "
+          f"| {journal['events']} | {journal['e2e_s']:.2f} | {journal['events'] / journal['e2e_s']:,.0f} | 20,000 |")
     print(f"| baseline: one fsync'ed file per event | {naive['events']} | {naive['e2e_s']:.2f} "
           f"| {naive['events'] / naive['e2e_s']:,.0f} | |")
     return 0

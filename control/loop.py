@@ -170,7 +170,7 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         predictor = _start("predictor", [
             str(BIN / "kube-sentiment"), "serve", "--model-uri", f"models:/{result.model_name}@production",
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
-            "--events-url", f"http://127.0.0.1:{ship_port}/v1/events", "--log-text",
+            "--events-dir", str(state / "spool" / "journal"), "--log-text",
         ], logs, {"MLFLOW_TRACKING_URI": tracking})
         processes.append(predictor)
         http = f"http://127.0.0.1:{http_port}"

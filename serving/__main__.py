@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[kserve_parser],
         skip=list(vars(kserve_parser.parse_args([]))),
         description="Serve the sentiment model over V1 REST, V2 REST and V2 gRPC (KServe ModelServer). Exit codes: "
-        "0 stopped, 66 the model cannot be loaded, 78 bad configuration, 2 usage error.",
+        "0 stopped, 66 the model cannot be loaded (not found, corrupt), 69 the registry stayed unreachable until "
+        "the load deadline, 78 bad configuration, 2 usage error.",
     )
     # KServe's --model_name defaults to "model"; ours comes from the settings unless the flag is given.
     parser.set_defaults(model_name=None)
@@ -121,10 +122,10 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
         server.start([])
     else:
         server.start([model])
-    if model.emitter is not None:  # the loop has stopped: hand the sidecar what is still queued
-        model.emitter.drain(deadline_s=settings.events_timeout_s * 2)
+    if model.emitter is not None:  # the loop has stopped: write what is still queued, seal the journal file
+        model.emitter.close()
     if model.load_error:
-        return ModelLoadError.exit_code
+        return model.load_exit_code
     return 0
 
 

@@ -1,16 +1,20 @@
-"""Prediction events to the monitoring sidecar: bounded, batched, never in the way of a prediction.
+"""Prediction events to the monitoring sidecar: bounded, batched, never in the way of a prediction, and not lost
+while the sidecar is away.
 
 A request hands one compact record (its texts and probability matrix) to :meth:`EventEmitter.submit`, which only
 appends to a deque: no serialisation, no hashing, no I/O on the request path. A background task on the same event
 loop encodes each request as one NDJSON line (``serving.eventlog.events.RequestEncoder``; the sidecar expands it
 into one event per text), in slices of about ``ENCODE_SLICE`` events, giving the loop back between slices so requests
-never wait behind a whole batch, and POSTs them in batches of about ``batch_size`` events (a request is never
-split, so a batch may exceed it by one request's texts) and at least every ``flush_interval_s``, and counts what
-was sent. When more than ``queue_size`` events wait (sidecar slow or down), new ones are dropped and counted; a
-failed POST drops its batch and is counted.
-A batch stays in memory until the sidecar answered, so a send cut short by shutdown is sent again by
-:meth:`EventEmitter.drain` (at least once; the drift job de-duplicates by event id). Nothing here raises into a
-request.
+never wait behind a whole batch, and appends the lines to this process's journal file on the volume it shares with
+the sidecar (:class:`serving.eventlog.journal.JournalWriter`): one ``write()`` per batch of up to ``batch_size``
+events or ``WRITE_BYTES`` bytes, every ``flush_interval_s`` at least, no ``fsync``. The sidecar reads the file,
+makes the events durable and ships them; whether it is running at the time does not matter.
+
+Events are dropped, and counted by reason in ``kube_sentiment_events_total``, only when more than ``queue_size``
+wait in memory (``dropped_queue_full``), when this process's journal files on disk reach their budget because the
+sidecar has not read them for a long time (``dropped_journal_full``), when the disk refuses the write
+(``dropped_write_failed``), or when a text cannot be encoded (``dropped_unencodable``). Nothing here raises into a
+request. :meth:`EventEmitter.close` writes what is still queued and seals the file at shutdown.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 
 from serving.eventlog.events import RequestEncoder
+from serving.eventlog.journal import JournalFull, JournalWriter
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
-NDJSON = "application/x-ndjson"
 ENCODE_SLICE = 32
+#: Largest write to the journal in one go (bounds how long one write holds the event loop).
+WRITE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,49 +53,48 @@ class EventContext:
 
 _Record = tuple[str, float, str, list[str], np.ndarray, float]
 """request id, time, protocol, texts, probabilities, latency in ms: one request's events, not yet encoded."""
+_Encoded = tuple[bytes, int]
+"""A line already encoded (by :meth:`EventEmitter.submit_line`) and the number of events it counts for."""
 
 
 class EventEmitter:
-    """Bounded in-memory queue plus a background sender of NDJSON batches."""
+    """Bounded in-memory queue plus a background writer of NDJSON lines to the journal."""
 
     def __init__(
         self,
-        url: str,
+        journal: JournalWriter,
         context: EventContext,
         metrics: ServingMetrics,
         queue_size: int = 10_000,
-        batch_size: int = 500,
-        flush_interval_s: float = 0.5,
-        timeout_s: float = 2.0,
+        batch_size: int = 5_000,
+        flush_interval_s: float = 0.2,
     ) -> None:
-        """Nothing starts here; the sender task starts with the first event inside the server's loop."""
-        self.url = url
+        """Nothing starts here; the writer task starts with the first event inside the server's loop."""
+        self.journal = journal
         self.context = context
         self._metrics = metrics
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.timeout_s = timeout_s
         self._encoder = RequestEncoder(
             context.model_name, context.model_version, context.track, context.environment, context.classes,
             context.log_text,
         )
-        self._records: deque[_Record] = deque()
-        self._queued = 0  # events accepted and not yet sent or dropped: waiting in records, or encoded
-        self._waiting = 0  # events not yet encoded
-        self._encoded: list[bytes] = []  # lines encoded and not yet sent or dropped; kept when a send is interrupted
-        self._encoded_events = 0  # events in those lines
-        self._sending = asyncio.Lock()  # one batch in flight at a time (background sender or flush)
+        self._records: deque[_Record | _Encoded] = deque()
+        self._queued = 0  # events accepted and not yet written or dropped: waiting in records, or encoded
+        self._encoded: list[bytes] = []  # lines encoded and not yet written
+        self._counts: list[int] = []  # events of each encoded line
+        self._encoded_events = 0
+        self._encoded_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        self._client: httpx.AsyncClient | None = None
-        self.sent = 0
+        self.written = 0
         self.dropped = 0
-        self._failing = False
+        self._failing = ""
 
     @property
     def queued(self) -> int:
-        """Events in memory: accepted and not yet sent or dropped."""
+        """Events in memory: accepted and not yet written or dropped."""
         return self._queued
 
     def submit(
@@ -99,84 +103,106 @@ class EventEmitter:
         """Queue the events of one request, or drop and count them when the queue is full. Never raises."""
         n = len(texts)
         if self._queued + n > self.queue_size:
-            self.dropped += n
-            self._metrics.event("dropped_queue_full", n)
+            self._drop("dropped_queue_full", n)
             return
         self._records.append((request_id, time.time(), protocol, texts, probs, latency_ms))
+        self._accepted(n)
+
+    def submit_line(self, line: bytes, events: int = 1) -> None:
+        """Queue one record encoded by the caller (one NDJSON line the sidecar accepts, without newline), counted
+        as ``events`` events; same bounds and counts as :meth:`submit`. Never raises."""
+        if self._queued + events > self.queue_size:
+            self._drop("dropped_queue_full", events)
+            return
+        self._records.append((line, events))
+        self._accepted(events)
+
+    def _accepted(self, n: int) -> None:
         self._queued += n
-        self._waiting += n
         if self._task is None:
             self._start()
         if self._queued >= self.batch_size and self._wake is not None:
             self._wake.set()
 
+    def _drop(self, reason: str, n: int) -> None:
+        self.dropped += n
+        self._metrics.event(reason, n)
+
     def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._task = loop.create_task(self._run(), name="kube-sentiment-events")
+        with contextlib.suppress(RuntimeError):  # no running loop (a test calling submit directly): flush() writes
+            loop = asyncio.get_running_loop()
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="kube-sentiment-events")
 
     def _take(self, limit: int) -> None:
-        """Encode queued requests (whole ones) into ``_encoded`` until at least ``limit`` more events are in it."""
+        """Encode queued records (whole requests) into ``_encoded`` until ``limit`` more events or the byte bound."""
         n = 0
-        while self._records and n < limit:
-            request_id, ts, protocol, texts, probs, latency_ms = self._records.popleft()
-            try:
-                line = self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms)
-            except Exception as e:  # a text that is not valid Unicode: drop its events, keep the others going
-                self._waiting -= len(texts)
-                self._queued -= len(texts)
-                self.dropped += len(texts)
-                self._metrics.event("dropped_unencodable", len(texts))
-                log.warning("dropping the events of request %s: they cannot be encoded (%s)", request_id, e)
-                continue
+        while self._records and n < limit and self._encoded_bytes < WRITE_BYTES:
+            record = self._records.popleft()
+            if type(record[0]) is bytes:
+                line, count = record  # type: ignore[misc]
+            else:
+                request_id, ts, protocol, texts, probs, latency_ms = record  # type: ignore[misc]
+                count = len(texts)
+                try:
+                    line = self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms)
+                except Exception as e:  # not valid Unicode (the model refuses it, so a bug): drop, keep going
+                    self._queued -= count
+                    self._drop("dropped_unencodable", count)
+                    log.warning("dropping the events of request %s: they cannot be encoded (%s)", request_id, e)
+                    continue
             self._encoded.append(line)
-            n += len(texts)
-        self._waiting -= n
+            self._counts.append(count)
+            self._encoded_bytes += len(line) + 1
+            n += count
         self._encoded_events += n
 
     async def _encode_batch(self) -> None:
-        """Encode about ``batch_size`` events into ``_encoded``, a slice at a time, letting requests run between."""
-        while self._waiting and self._encoded_events < self.batch_size:
-            self._take(min(ENCODE_SLICE, self.batch_size - self._encoded_events))
+        """Encode up to ``batch_size`` events, a slice at a time, letting requests run between slices."""
+        while self._records and self._encoded_events < self.batch_size and self._encoded_bytes < WRITE_BYTES:
+            self._take(ENCODE_SLICE)
             await asyncio.sleep(0)
 
-    async def _send_encoded(self) -> None:
-        """POST the encoded batch; count it as sent or dropped. Never raises (but may be cancelled: then the batch
-        stays encoded, and ``drain`` sends it)."""
-        if not self._encoded:  # everything taken was dropped as unencodable
+    def _write(self) -> None:
+        """Append the encoded lines to the journal; count what was written and what was dropped, and why."""
+        if not self._encoded:
             return
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        body = b"\n".join(self._encoded) + b"\n"
+        lines, counts = self._encoded, self._counts
+        self._encoded, self._counts, self._encoded_events, self._encoded_bytes = [], [], 0, 0
         try:
-            response = await self._client.post(self.url, content=body, headers={"content-type": NDJSON})
-            ok = response.status_code < 300
-            problem = f"HTTP {response.status_code}"
-        except httpx.HTTPError as e:
-            ok, problem = False, f"{type(e).__name__}: {e}"
-        self._account(ok, problem)
-
-    def _account(self, ok: bool, problem: str) -> None:
-        """Count the encoded batch as sent or dropped and forget it; log transitions between working and failing."""
-        n = self._encoded_events
-        self._encoded, self._encoded_events = [], 0
-        self._queued -= n
+            done = self.journal.append(lines)
+            problem = "" if done == len(lines) else "journal_full"
+        except JournalFull:
+            done, problem = 0, "journal_full"
+        except OSError as e:
+            done, problem = 0, f"write_failed ({e})"
+        written = sum(counts[:done])
+        lost = sum(counts[done:])
+        self._queued -= written + lost
         self._metrics.queued(self._queued)
-        if ok:
-            self.sent += n
-            self._metrics.event("sent", n)
-            if self._failing:
-                log.info("prediction events reach %s again", self.url)
-                self._failing = False
-            return
-        self.dropped += n
-        self._metrics.event("dropped_send_failed", n)
-        if not self._failing:  # log the transition, not every failed batch
-            log.warning("dropping prediction events: sidecar %s failed (%s)", self.url, problem)
-            self._failing = True
+        if written:
+            self.written += written
+            self._metrics.event("written", written)
+        if lost:
+            reason = "dropped_journal_full" if problem == "journal_full" else "dropped_write_failed"
+            self._drop(reason, lost)
+        self._transition(problem)
+
+    def _transition(self, problem: str) -> None:
+        """Log when writing starts failing (once per kind of failure) and when it works again."""
+        if problem and not self._failing.startswith(problem.split(" ")[0]):
+            if problem == "journal_full":
+                log.warning("dropping prediction events: this process's journal files hold %d bytes, the limit; the "
+                            "sidecar has not read %s for a while", self.journal.bytes_on_disk,
+                            self.journal.directory)
+            else:
+                log.warning("dropping prediction events: cannot write to %s: %s", self.journal.directory, problem)
+        elif not problem and self._failing:
+            log.info("prediction events are written to %s again", self.journal.directory)
+        self._failing = problem
 
     async def _run(self) -> None:
-        """Send whatever is queued every flush interval, or sooner when a full batch is waiting."""
+        """Write whatever is queued every flush interval, or sooner when a full batch is waiting."""
         assert self._wake is not None
         while True:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation of aclose()
@@ -185,54 +211,34 @@ class EventEmitter:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                async with self._sending:
-                    while self._queued:
-                        await self._encode_batch()
-                        await self._send_encoded()
-                        if self._failing or self._waiting < self.batch_size:
-                            break  # a partial batch (or a failing sidecar) waits for the next interval
+                while self._records or self._encoded:
+                    await self._encode_batch()
+                    self._write()
+                    if self._queued < self.batch_size:
+                        break  # a partial batch waits for the next interval
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug here must not stop the sender for good
-                log.exception("prediction event sender failed; continuing")
+            except Exception:  # a bug here must not stop the writer for good
+                log.exception("prediction event writer failed; continuing")
 
-    async def flush(self, deadline_s: float = 5.0) -> None:
-        """Send everything queued now, including a batch the background sender has in flight (for tests and
-        benchmarks), bounded by ``deadline_s``."""
-        end = time.monotonic() + deadline_s
-        async with self._sending:
-            while self._queued and time.monotonic() < end:
-                if not self._encoded:
-                    self._take(self.batch_size)
-                await self._send_encoded()
+    def flush(self) -> None:
+        """Write everything queued now (tests, benchmarks, shutdown)."""
+        while self._records or self._encoded:
+            self._take(self.batch_size)
+            self._write()
 
-    def drain(self, deadline_s: float = 5.0) -> None:
-        """Send what is still queued after the event loop has stopped (graceful shutdown), within ``deadline_s``,
-        starting with a batch whose send the stop interrupted."""
-        end = time.monotonic() + deadline_s
-        with httpx.Client(timeout=min(self.timeout_s, deadline_s)) as client:
-            while self._queued and time.monotonic() < end:
-                if not self._encoded:
-                    self._take(self.batch_size)
-                    if not self._encoded:
-                        continue
-                try:
-                    response = client.post(self.url, content=b"\n".join(self._encoded) + b"\n",
-                                           headers={"content-type": NDJSON})
-                    ok, problem = response.status_code < 300, f"HTTP {response.status_code}"
-                except httpx.HTTPError as e:
-                    ok, problem = False, f"{type(e).__name__}: {e}"
-                self._account(ok, problem)
-        if self._queued:
-            log.warning("shutdown: %d prediction events not sent within %.0fs", self._queued, deadline_s)
+    def close(self) -> None:
+        """Write what is still queued and seal the journal file (after the event loop has stopped)."""
+        self.flush()
+        try:
+            self.journal.close()
+        except OSError as e:
+            log.warning("cannot seal the journal file in %s: %s", self.journal.directory, e)
 
     async def aclose(self) -> None:
-        """Stop the sender and close its HTTP client."""
+        """Stop the writer task (inside the loop); :meth:`close` writes the rest."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None

@@ -3,16 +3,20 @@ directory laid out the way KServe's storage initializer leaves it (``/mnt/models
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.artifacts import ModelBundle, load_model_dir
 from model.errors import ModelArtifactError
-from serving.errors import ModelLoadError
+from serving.errors import ModelLoadError, RegistryUnreachable
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,45 @@ class LoadedModel:
     registered_name: str | None
 
 
-class _RegistryUnavailable(ModelLoadError):
-    """The registry or artifact store did not deliver the model (yet); worth retrying until the deadline."""
+#: MLflow error codes that mean "the registry answered: no such model, version or alias" (anything else the
+#: client raises means the server or its artifact store could not be reached, or failed).
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+
+
+class _NotFoundYet(ModelLoadError):
+    """The registry answered that the version or alias does not exist (yet): retried until the deadline, then
+    exit 66."""
+
+
+class _Unreachable(RegistryUnreachable):
+    """The tracking server or its artifact store did not answer (or failed): retried until the deadline, then
+    exit 69."""
+
+
+@contextlib.contextmanager
+def _one_http_attempt(timeout_s: float) -> Iterator[None]:
+    """While the MLflow client runs one attempt: no retries of its own (MLflow retries 7 times with backoff by
+    default, minutes inside one attempt) and a request timeout within the time left, so the load deadline holds."""
+    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(timeout_s)))}
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _failure(e: Exception, not_found: str, unreachable: str) -> ModelLoadError:
+    """The error for an MLflow failure: not found (the registry said so) or unreachable (anything else)."""
+    code = getattr(e, "error_code", None)
+    detail = getattr(e, "message", None) or str(e)
+    if code in NOT_FOUND_CODES:
+        return _NotFoundYet(f"{not_found}: {detail}")
+    return _Unreachable(f"{unreachable}: {detail}")
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -81,33 +122,32 @@ def load_local(root: Path, version_override: str | None) -> LoadedModel:
 
 
 def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
+    """One attempt: resolve the URI to a version, download it, load it."""
     import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     assert settings.model_uri is not None
     name, version, alias = parse_model_uri(settings.model_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    where = settings.tracking_uri
+    client = MlflowClient(tracking_uri=where, registry_uri=where)
     try:
         if version is not None:
             mv = client.get_model_version(name, version)
         else:
             mv = client.get_model_version_by_alias(name, alias or "")
-    except MlflowException as e:
-        raise _RegistryUnavailable(
-            f"{settings.model_uri} not found in the registry at {settings.tracking_uri}: {e.message}"
-        ) from e
+    except Exception as e:  # MlflowException, or the HTTP library's own error
+        raise _failure(e, f"{settings.model_uri} not found in the registry at {where}",
+                       f"the MLflow registry at {where} is unreachable (resolving {settings.model_uri})") from e
     pinned = f"models:/{name}/{mv.version}"  # the resolved version, not an alias that may move meanwhile
     target = dest / f"{name}-v{mv.version}"
     target.mkdir(parents=True, exist_ok=True)
     try:
         # the registry's own download location for that version, fetched through the same tracking server
         location = client.get_model_version_download_uri(name, mv.version)
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=location, dst_path=str(target), tracking_uri=settings.tracking_uri
-        )
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(target), tracking_uri=where)
     except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
-        raise _RegistryUnavailable(f"cannot download {pinned} (source {mv.source}): {e}") from e
+        raise _failure(e, f"the files of {pinned} (source {mv.source}) are not in the artifact store",
+                       f"cannot download {pinned} (source {mv.source}): the artifact store is unreachable") from e
     loaded = load_local(Path(local), settings.model_version or str(mv.version))
     log.info(
         "resolved %s to version %s", settings.model_uri, mv.version,
@@ -120,19 +160,24 @@ def load_registry(settings: ServeSettings) -> LoadedModel:
     """Resolve ``settings.model_uri`` with the MLflow client, download that version and load it.
 
     Retries (with backoff) until ``settings.load_deadline_s`` while the tracking server is unreachable or the
-    version/alias does not exist yet; a directory that downloads but does not load fails at once.
+    version/alias does not exist yet; each attempt makes one HTTP request per call (no MLflow retries) with a
+    timeout within the time left, so a dead server ends the load within a few seconds of the deadline. Raises
+    :class:`~serving.errors.RegistryUnreachable` (exit 69) when the server never answered, ``ModelLoadError``
+    (exit 66) when it answered that the model is not there; a directory that downloads but does not load fails at
+    once.
     """
     dest = settings.download_dir or Path(tempfile.mkdtemp(prefix="ks-serve-"))
     give_up = time.monotonic() + settings.load_deadline_s
     delay = 0.2
     while True:
         try:
-            return _resolve_once(settings, dest)
-        except _RegistryUnavailable as e:
+            with _one_http_attempt(min(30.0, max(give_up - time.monotonic(), 2.0))):
+                return _resolve_once(settings, dest)
+        except (_NotFoundYet, _Unreachable) as e:
             remaining = give_up - time.monotonic()
             if remaining <= 0:
                 raise
-            log.warning("cannot load %s yet (%s); retrying", settings.model_uri, e)
+            log.warning("cannot load %s yet (%s); retrying for %.0fs more", settings.model_uri, e, remaining)
             time.sleep(min(delay, remaining))  # backoff between registry attempts, bounded by the deadline
             delay = min(delay * 2, 5.0)
 

@@ -106,11 +106,12 @@ class ServingMetrics:
         self.class_counts: list[int] = []
         self.events = Counter(
             "kube_sentiment_events_total",
-            "Prediction events by outcome: sent, dropped_queue_full, dropped_send_failed, dropped_unencodable.",
+            "Prediction events by outcome: written (to the sidecar's journal), dropped_queue_full, "
+            "dropped_journal_full, dropped_write_failed, dropped_unencodable.",
             (*base, "outcome"), registry=reg,
         )
         self.events_queued = Gauge(
-            "kube_sentiment_events_queued", "Prediction events waiting in memory for the sidecar.", base,
+            "kube_sentiment_events_queued", "Prediction events waiting in memory to be written.", base,
             registry=reg,
         )
         self.info = Gauge(
@@ -119,7 +120,8 @@ class ServingMetrics:
         )
         self._labels = (model_name, model_version)
         self._queued = self.events_queued.labels(*self._labels)
-        outcomes = ("sent", "dropped_queue_full", "dropped_send_failed", "dropped_unencodable")
+        outcomes = ("written", "dropped_queue_full", "dropped_journal_full", "dropped_write_failed",
+                    "dropped_unencodable")
         self._events = {o: self.events.labels(*self._labels, o) for o in outcomes}
         reg.register(_HotPathCollector(self))
 
@@ -152,8 +154,8 @@ class ServingMetrics:
             counts[k] += 1
 
     def event(self, outcome: str, n: int) -> None:
-        """Count ``n`` events with ``outcome`` (``sent``, ``dropped_queue_full``, ``dropped_send_failed``,
-        ``dropped_unencodable``)."""
+        """Count ``n`` events with ``outcome`` (``written``, ``dropped_queue_full``, ``dropped_journal_full``,
+        ``dropped_write_failed``, ``dropped_unencodable``)."""
         if n:
             self._events[outcome].inc(n)
 

@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 import orjson
 from kserve import Model
-from kserve.errors import InvalidInput, ModelNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import CollectorRegistry
 
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
-from serving.errors import BadInput, ModelLoadError, NotReady, status_of
+from serving.errors import BadInput, ModelLoadError, NotReady, UnknownVersion, status_of
+from serving.eventlog.journal import JournalWriter
 from serving.explain import Explainer
 from serving.fastpath import ProbaFn, build_proba_fn
 from serving.loader import LoadedModel
@@ -69,6 +70,7 @@ class SentimentModel(Model):
         self._registry = registry
         self._loading = False
         self.load_error: str | None = None
+        self.load_exit_code = int(ModelLoadError.exit_code)
         self.loaded: LoadedModel | None = None
         self.version = settings.model_version or "unloaded"
         self.classes: tuple[str, ...] = ()
@@ -97,6 +99,7 @@ class SentimentModel(Model):
             self._load()
         except ModelLoadError as e:
             self.load_error = str(e)
+            self.load_exit_code = int(e.exit_code)
             raise
         finally:
             self._loading = False
@@ -141,11 +144,11 @@ class SentimentModel(Model):
         self._batcher = MicroBatcher(
             proba.predict_proba, self.name, s.max_batch_texts, s.max_queued_texts, on_batch=on_batch
         )
-        if s.events_url:
+        if s.events_dir is not None:
             context = EventContext(self.name, self.version, s.track, s.environment, self.classes, s.log_text)
+            journal = JournalWriter(s.events_dir, s.events_max_bytes, s.events_file_bytes)
             self._emitter = EventEmitter(
-                s.events_url, context, metrics, s.events_queue_size, s.events_batch_size,
-                s.events_flush_interval_s, s.events_timeout_s,
+                journal, context, metrics, s.events_queue_size, s.events_batch_size, s.events_flush_interval_s
             )
         self.ready = True
         log.info(
@@ -204,9 +207,11 @@ class SentimentModel(Model):
                 return self._explain(protocol, body, headers, started), {}
             if verb is not InferenceVerb.PREDICT:
                 raise BadInput(f"{verb.name.lower()} is not supported by model {self.name!r}; use predict")
+            if is_v2 and body.model_version and body.model_version != self.version:
+                raise UnknownVersion(self.name, body.model_version, self.version)  # gRPC names it in the message
             texts = self._v1_texts(body, headers) if protocol == "v1" else self._v2_texts(body)
             probs = await self._batcher.submit(texts)
-        except (InvalidInput, ModelNotReady) as e:
+        except (InvalidInput, ModelNotReady, ModelNotFound) as e:
             if metrics is not None:
                 metrics.request(protocol, status_of(e))
             raise
@@ -244,7 +249,9 @@ class SentimentModel(Model):
         return response
 
     def _check_texts(self, items: list[Any], where: str) -> list[str]:
-        """Every item a non-blank string within the length limit, and not too many; else :class:`BadInput`."""
+        """Every item a non-blank string of valid Unicode within the length limit, and not too many; else
+        :class:`BadInput`. (A lone surrogate, which JSON's ``\\ud800`` escapes can carry, is not valid Unicode: no
+        protocol accepts it, so its events can always be recorded.)"""
         n = len(items)
         if n == 0:
             raise BadInput(f"{where} is empty; send between 1 and {self.settings.max_texts} texts")
@@ -258,11 +265,19 @@ class SentimentModel(Model):
                 raise BadInput(f"{where}[{i}] has {len(text)} characters; at most {limit} are accepted")
             if not text or text.isspace():
                 raise BadInput(f"{where}[{i}] is empty or only whitespace; every text needs some content")
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise BadInput(
+                        f"{where}[{i}] is not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at "
+                        f"character {e.start}; send UTF-8 texts"
+                    ) from e
         return items
 
     def _v1_texts(self, body: Any, headers: dict[str, str] | None) -> list[str]:
-        """The texts of a V1 body ``{"instances": [text, ...]}``."""
-        if isinstance(body, bytes | str):
+        """The texts of a V1 body ``{"instances": [text, ...]}`` (decoded by KServe, or raw bytes)."""
+        if isinstance(body, bytes):
             # KServe decodes JSON only for an exact ``application/json``; ``application/json; charset=utf-8`` and
             # curl's default form type arrive here as bytes.
             content_type = (headers or {}).get("content-type", "").split(";")[0].strip().lower()
@@ -287,13 +302,10 @@ class SentimentModel(Model):
     def _v2_texts(self, request: InferRequest) -> list[str]:
         """The texts of the one BYTES input of shape ``[n]`` (or ``[n, 1]``) of a V2 request."""
         inputs = request.inputs
-        if len(inputs) != 1:
-            named = [i for i in inputs if i.name == INPUT_NAME]
-            if len(named) != 1:
-                raise BadInput(
-                    f"expected one input (named {INPUT_NAME!r}); got {len(inputs)}: {[i.name for i in inputs]}"
-                )
-            inputs = named
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+            names = [str(i.name)[:100] for i in inputs[:10]]
+            got = f"{len(inputs)} inputs {names}" if len(inputs) != 1 else f"input {names[0]!r}"
+            raise BadInput(f"expected one input named {INPUT_NAME!r} (BYTES, shape [n]); got {got}")
         tensor = inputs[0]
         where = f"input {tensor.name!r}"
         if tensor.datatype != "BYTES":
@@ -304,6 +316,11 @@ class SentimentModel(Model):
         ):
             raise BadInput(f"{where} has shape {shape}; expected [n] (or [n, 1]) with n texts")
         data = tensor.data
+        if not data and shape[0] > 0 and tensor._raw_data is None:  # KServe keeps raw tensor bytes there
+            raise BadInput(
+                f"{where} has shape {shape} but no BYTES data; send the texts in 'data' (REST), "
+                "'contents.bytes_contents' or 'raw_input_contents' (gRPC)"
+            )
         if not data and shape[0] > 0:  # gRPC raw_input_contents / REST binary extension
             try:
                 data = tensor.as_numpy().reshape(-1).tolist()

@@ -1,27 +1,53 @@
 """Where the predictor meets KServe's server, through its public hooks only.
 
 - :func:`model_aware_dataplane`: a ``DataPlane`` whose server readiness (``/v2/health/ready``, gRPC
-  ``ServerReady``) also requires every registered model to be ready, and whose model metadata carries the served
-  version (REST ``versions``) and the model's ``platform`` string (version and classes, also over gRPC).
+  ``ServerReady``) also requires every registered model to be ready, whose model metadata carries the served
+  version (REST ``versions``) and the model's ``platform`` string (version and classes, also over gRPC), and which
+  refuses a V2 binary-extension body whose ``inference-header-content-length`` or JSON header is bad with a 400
+  (KServe's own decoding answers those with a 500 and a reset connection).
 - :func:`install_handlers`: FastAPI answers a body that does not parse as a V2 request with its own 422 and a
   nested ``detail`` list; this handler makes it the same 400 ``{"error": message}`` KServe gives every other bad
-  input, with a message that names the bad part.
+  input, with a message that names the bad part. A middleware answers what KServe's routes get wrong: a versioned
+  V2 path (``/v2/models/<name>/versions/<v>/...``) is served when ``<v>`` is the loaded version and is a 404 naming
+  it otherwise (KServe: 501 for any version); a method other than POST on ``:predict`` / ``:explain`` is a 405
+  (KServe: a 404 for a model named ``sentiment:predict``).
+- :class:`ClientErrorLogs`: KServe logs every refused request at ERROR with its traceback; this filter turns the
+  ones caused by the client (bad input, unknown model or version) into one INFO line and a not-ready model into one
+  WARNING line. Tracebacks stay for server faults.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.errors import BadInput, UnknownVersion, status_of
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+_VERSIONED = re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/infer|/ready)?/?$")
+_V1_VERB = re.compile(r"^/v1/models/[^/]+:(?:predict|explain)$")
 
 
 class _ModelAwareDataPlane(DataPlane):
-    """KServe's DataPlane with model-aware server readiness and versioned model metadata."""
+    """KServe's DataPlane with model-aware server readiness, versioned model metadata and a strict decoder of the
+    V2 binary extension."""
 
     async def ready(self) -> bool:
         """Ready when KServe says so and every registered model is ready (and there is at least one)."""
@@ -42,13 +68,42 @@ class _ModelAwareDataPlane(DataPlane):
             metadata["platform"] = platform
         return metadata
 
+    def decode_inference_request(self, body: bytes | InferenceRequest, headers: dict[str, str],
+                                 model_name: str) -> InferRequest:
+        """KServe's decoding, after checking what it takes on trust in a binary-extension body (a V2 REST body that
+        is not ``application/json``): the header is a length within the body, the JSON part an inference request."""
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        raw = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+        example = f"{INFERENCE_CONTENT_LENGTH_HEADER}: <bytes of the JSON part>"
+        if raw is None:
+            raise BadInput(f"a V2 body that is not application/json is the binary extension and needs the "
+                           f"'{example}' header; send JSON with content-type application/json otherwise")
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > len(body):
+            raise BadInput(f"header {INFERENCE_CONTENT_LENGTH_HEADER} is {raw[:40]!r}; it must be the length in bytes "
+                           f"of the JSON part, a whole number between 0 and the body's {len(body)} bytes")
+        length = int(raw)
+        try:
+            InferenceRequest.model_validate(orjson.loads(body[:length]))
+        except orjson.JSONDecodeError as e:
+            raise BadInput(f"the JSON part of the binary V2 body ({length} bytes) is not valid JSON: {e}") from e
+        except ValidationError as e:
+            raise BadInput(_describe(e)) from e
+        try:
+            return InferRequest.from_bytes(body, length, model_name)
+        except InvalidInput:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError) as e:  # a binary part that does not fit its header
+            raise BadInput(f"the binary V2 body does not match its JSON part ({type(e).__name__}: {e})") from e
+
 
 def model_aware_dataplane(registry: ModelRepository) -> DataPlane:
     """The DataPlane to give ``ModelServer.dataplane`` before ``start()``."""
     return _ModelAwareDataPlane(model_registry=registry)
 
 
-def _describe(exc: RequestValidationError) -> str:
+def _describe(exc: RequestValidationError | ValidationError) -> str:
     problems = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
@@ -56,8 +111,79 @@ def _describe(exc: RequestValidationError) -> str:
     return "invalid V2 inference request: " + "; ".join(problems)
 
 
+class _ProtocolGuard:
+    """ASGI middleware in front of KServe's routes: versioned V2 paths and the method of V1 verbs (module
+    docstring). Everything else passes through untouched."""
+
+    def __init__(self, app: ASGIApp, model: Any) -> None:
+        self.app = app
+        self.model = model
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/v2/models/") and "/versions/" in path:
+                match = _VERSIONED.match(path)
+                model = self.model
+                if match is not None:
+                    if match["name"] == model.name and model.ready and match["version"] != model.version:
+                        error = UnknownVersion(model.name, match["version"], model.version)
+                        metrics = getattr(model, "_metrics", None)
+                        if metrics is not None and match["rest"] == "/infer":
+                            metrics.request("v2-rest", status_of(error))
+                        _log_refusal(logging.INFO, "not_found", str(error))
+                        await _respond(send, 404, {"error": str(error)})
+                        return
+                    # the served version, a model not loaded yet or another name: KServe's unversioned route
+                    # answers (200, 503 or KServe's own 404)
+                    unversioned = f"/v2/models/{match['name']}{match['rest'] or ''}"
+                    scope = dict(scope, path=unversioned, raw_path=unversioned.encode())
+            elif path.startswith("/v1/models/") and scope["method"] != "POST" and _V1_VERB.match(path):
+                message = f"{scope['method']} is not allowed on {path}; send POST with a JSON body"
+                await _respond(send, 405, {"error": message}, ((b"allow", b"POST"),))
+                return
+        await self.app(scope, receive, send)
+
+
+async def _respond(send: Callable[[Any], Awaitable[None]], status: int, body: dict[str, Any],
+                   headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _log_refusal(level: int, status: str, message: str) -> None:
+    logging.getLogger("serving.requests").log(level, "request refused (%s): %s", status, message,
+                                              extra={"status": status})
+
+
+class ClientErrorLogs(logging.Filter):
+    """On KServe's logger: a refused request's record becomes one line, at INFO when the client caused it (bad
+    input, unknown model or version: 4xx / INVALID_ARGUMENT, NOT_FOUND), at WARNING when the model is not ready
+    (503 / UNAVAILABLE); a server fault keeps its ERROR level and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput | ModelNotFound):
+            level = logging.INFO
+        elif isinstance(exc, ModelNotReady | ServerNotReady):
+            level = logging.WARNING
+        else:
+            return True
+        status = status_of(exc)
+        record.msg, record.args = "request refused (%s): %s", (status, str(exc))
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.status = status
+        return logging.getLogger(record.name).isEnabledFor(level)
+
+
 def install_handlers(model: Any) -> None:
-    """Register our handlers on KServe's FastAPI app (``kserve.model_server.app``) before the server starts."""
+    """Register our handlers and middleware on KServe's FastAPI app (``kserve.model_server.app``) and our log
+    filter on KServe's logger, before the server starts."""
     from kserve.model_server import app
 
     async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
@@ -65,7 +191,9 @@ def install_handlers(model: Any) -> None:
         if metrics is not None:
             protocol = "v2-rest" if request.url.path.startswith("/v2/") else "v1"
             metrics.request(protocol, "invalid_argument")
-        return ORJSONResponse(status_code=400, content={"error": _describe(exc)})
+        message = _describe(exc)
+        _log_refusal(logging.INFO, "invalid_argument", message)
+        return ORJSONResponse(status_code=400, content={"error": message})
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         detail = exc.detail
@@ -75,3 +203,7 @@ def install_handlers(model: Any) -> None:
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_middleware(_ProtocolGuard, model=model)
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, ClientErrorLogs) for f in kserve_logger.filters):
+        kserve_logger.addFilter(ClientErrorLogs())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from model.process import ProcessSettings
@@ -41,19 +41,24 @@ class ServeSettings(ProcessSettings):
     """Longest text accepted, in characters; longer is a 400 / INVALID_ARGUMENT."""
     log_text: bool = False
     """Put the text itself into prediction events (otherwise only its SHA-256 and length)."""
-    events_url: str = "http://127.0.0.1:9090/v1/events"
-    """Where prediction events are POSTed as NDJSON (the ``kube-sentiment ship`` sidecar). Empty: no events."""
+    events_dir: Path | None = Path(".kube-sentiment/spool/journal")
+    """Directory where this process appends its prediction records for the ``kube-sentiment ship`` sidecar (the
+    journal on the volume both share; the sidecar's ``journal_dir``). Empty: no events."""
+    events_max_bytes: int = Field(256 * 1024 * 1024, ge=64 * 1024)
+    """Most bytes of this process's journal files on disk, read by the sidecar or not yet; while the sidecar reads
+    nothing (down for a long time), events beyond it are dropped and counted (``dropped_journal_full``). Per process:
+    the volume must hold it for every predictor process plus the sidecar's spool."""
+    events_file_bytes: int = Field(8 * 1024 * 1024, ge=4096)
+    """A journal file is sealed (and a new one started) once it holds this many bytes; the sidecar deletes sealed
+    files it has read, so this is also about how much read data stays on disk per process."""
     events_queue_size: int = Field(10_000, ge=1)
-    """Most events held in memory waiting for the sidecar; newer events are dropped (and counted) beyond it. Each
-    holds its text until sent, so this bounds the memory that waiting events take (sized in docs/serving.md)."""
+    """Most events held in memory waiting to be written; newer events are dropped (and counted) beyond it. Each
+    holds its text until written, so this bounds the memory that waiting events take (sized in docs/serving.md)."""
     events_batch_size: int = Field(5_000, ge=1)
-    """Events sent in one POST (whole requests, so up to one request's texts more). A POST costs the predictor the
-    same CPU whatever its size (docs/benchmarks.md), so batches are large; ``events_flush_interval_s`` bounds the
-    wait."""
-    events_flush_interval_s: float = Field(0.5, gt=0.0, le=60.0)
-    """Longest an event waits in memory before being sent when fewer than a batch are queued."""
-    events_timeout_s: float = Field(2.0, gt=0.0)
-    """Timeout of one POST to the sidecar; a failed POST drops its batch (counted)."""
+    """Most events written to the journal in one ``write()`` (whole requests; at most 1 MiB)."""
+    events_flush_interval_s: float = Field(0.2, gt=0.0, le=60.0)
+    """Longest an event waits in memory before being written when fewer than a batch are queued (what a crash of
+    the predictor process can lose)."""
     max_batch_texts: int = Field(64, ge=1)
     """Micro-batching: most texts computed in one step on the event loop (bounds the added latency)."""
     max_queued_texts: int = Field(4096, ge=1)
@@ -80,6 +85,12 @@ class ServeSettings(ProcessSettings):
     download_dir: Path | None = None
     """Where a registry model is downloaded (default: a fresh temporary directory)."""
 
+    @field_validator("events_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """An empty value turns events off."""
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _one_source(self) -> ServeSettings:
         if self.model_uri and self.model_dir is not None:
@@ -91,6 +102,9 @@ class ServeSettings(ProcessSettings):
                 f"model_uri {self.model_uri!r} must look like models:/<name>/<version> or models:/<name>@<alias>; "
                 "use model_dir for a local directory"
             )
+        if self.events_max_bytes < 2 * self.events_file_bytes:
+            raise ValueError(f"events_max_bytes ({self.events_max_bytes}) must be at least twice events_file_bytes "
+                             f"({self.events_file_bytes}): a file being written plus one sealed")
         if self.model_uri is not None and not self.tracking_uri:
             raise ValueError(
                 f"model_uri {self.model_uri!r} needs the MLflow tracking server: set KS_SERVE_TRACKING_URI or "

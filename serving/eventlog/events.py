@@ -1,7 +1,8 @@
 """The prediction event: what the predictor emits for every text it classifies. This schema is a contract
 (``serving.eventlog`` owns it; the Parquet layout of the stored events is in ``serving.eventlog.parquet``).
 
-Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON, ``POST /v1/events`` with
+Events reach the monitoring sidecar (``kube-sentiment ship``) as newline-delimited JSON: the predictor appends them
+to its journal files (:mod:`serving.eventlog.journal`), other producers ``POST /v1/events`` with
 ``Content-Type: application/x-ndjson``. A line is either one event, or one *request record*
 (``REQUEST_SCHEMA``, see :class:`RequestEncoder`) that the sidecar expands into the events of every text of the
 request (:func:`expand_request`); the predictor sends request records, so that building each event's JSON is the
@@ -140,33 +141,68 @@ class RequestEncoder:
         return self._prefix + orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)[1:]
 
 
+_RECORD_FIELDS = ("model_name", "model_version", "track", "environment", "classes", "request_id", "ts", "protocol",
+                  "latency_ms", "probabilities")
+_NUMBER = (float, int)
+
+
 def _strings(obj: dict[str, Any], key: str, n: int) -> list[str]:
     value = obj.get(key)
-    if not isinstance(value, list) or len(value) != n or not all(isinstance(v, str) for v in value):
+    if type(value) is not list or len(value) != n:
+        value = None
+    else:
+        for v in value:
+            if type(v) is not str:
+                value = None
+                break
+    if value is None:
         raise ValueError(f"request record field {key!r} must be an array of {n} strings (one per probability row)")
     return value
+
+
+def _check_record(obj: dict[str, Any]) -> None:
+    """``ValueError`` naming the first field of a request record that breaks the contract (plain loops: this runs
+    once per request the sidecar ingests)."""
+    for key in _RECORD_FIELDS:
+        if key not in obj:
+            raise ValueError(f"request record lacks field(s) {[k for k in _RECORD_FIELDS if k not in obj]}")
+    classes, rows = obj["classes"], obj["probabilities"]
+    ok = type(classes) is list and len(classes) > 0
+    if ok:
+        for c in classes:
+            if type(c) is not str:
+                ok = False
+                break
+    if not ok:
+        raise ValueError("request record field 'classes' must be a non-empty array of strings")
+    width = len(classes)
+    ok = type(rows) is list
+    if ok:
+        for row in rows:
+            if type(row) is not list or len(row) != width:
+                ok = False
+                break
+            for p in row:
+                if type(p) not in _NUMBER:
+                    ok = False
+                    break
+            if not ok:
+                break
+    if not ok:
+        raise ValueError(f"request record field 'probabilities' must be an array of rows of {width} numbers")
+    for key in ("model_name", "model_version", "track", "environment", "request_id", "protocol"):
+        if type(obj[key]) is not str:
+            raise ValueError(f"request record field {key!r} must be a string")
+    if type(obj["ts"]) not in _NUMBER or type(obj["latency_ms"]) not in _NUMBER:
+        raise ValueError("request record fields 'ts' and 'latency_ms' must be numbers")
 
 
 def expand_request(obj: dict[str, Any]) -> list[bytes]:
     """The events (JSON lines, equal to ``orjson.dumps(make_event(...))``) of one request record; ``ValueError``
     naming what is wrong when the record breaks the contract."""
-    missing = [k for k in ("model_name", "model_version", "track", "environment", "classes", "request_id", "ts",
-                           "protocol", "latency_ms", "probabilities") if k not in obj]
-    if missing:
-        raise ValueError(f"request record lacks field(s) {missing}")
+    _check_record(obj)
     classes, rows = obj["classes"], obj["probabilities"]
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        raise ValueError("request record field 'classes' must be a non-empty array of strings")
-    if not isinstance(rows, list) or not all(
-        isinstance(r, list) and len(r) == len(classes) and all(type(p) in (float, int) for p in r) for r in rows
-    ):
-        raise ValueError(f"request record field 'probabilities' must be an array of rows of {len(classes)} numbers")
     n = len(rows)
-    for key in ("model_name", "model_version", "track", "environment", "request_id", "protocol"):
-        if not isinstance(obj[key], str):
-            raise ValueError(f"request record field {key!r} must be a string")
-    if type(obj["ts"]) not in (float, int) or type(obj["latency_ms"]) not in (float, int):
-        raise ValueError("request record fields 'ts' and 'latency_ms' must be numbers")
     texts: list[str | None]
     lengths: Any
     if "texts" in obj:
@@ -176,7 +212,7 @@ def expand_request(obj: dict[str, Any]) -> list[bytes]:
         lengths = [len(t) for t in logged]
     else:
         texts, hashes, lengths = [None] * n, _strings(obj, "text_sha256", n), obj.get("text_length")
-        if not isinstance(lengths, list) or len(lengths) != n or not all(type(v) is int for v in lengths):
+        if type(lengths) is not list or len(lengths) != n or any(type(v) is not int for v in lengths):
             raise ValueError(f"request record field 'text_length' must be an array of {n} integers")
     request_id = obj["request_id"]
     common = {"schema": SCHEMA, "request_id": request_id, "ts": obj["ts"], "model_name": obj["model_name"],

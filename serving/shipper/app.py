@@ -5,12 +5,14 @@ Routes:
 ``POST /v1/events``  NDJSON prediction events (``serving.eventlog.events``); 202 ``{"accepted", "quarantined"}`` once
                      they are fsync'ed; 400 when every line was malformed (they are quarantined all the same);
                      415 wrong content type; 413 body too large; 503 + ``Retry-After`` when the spool is full.
+                     For producers outside the pod: the predictor beside it writes to its journal files instead,
+                     which the tailer thread reads (``serving.shipper.tailer``).
 ``POST /``           KServe payload-logger CloudEvents in HTTP binary mode (``ce-*`` headers); request and
                      response halves are joined by ``ce-id`` into prediction events. 202 / 400 / 503 as above.
-``GET /healthz``     200 while the flusher thread runs.
-``GET /readyz``      200 once the spool is recovered and the flusher runs. A full spool or a down sink does not
-                     make the pod unready (that would turn a logging outage into a serving outage); both are
-                     reported in the body and by the metrics, and the predictor gets 503s for its events.
+``GET /healthz``     200 while the flusher and tailer threads run.
+``GET /readyz``      200 once the spool is recovered and the flusher and tailer run. A full spool or a down sink
+                     does not make the pod unready (that would turn a logging outage into a serving outage); both
+                     are reported in the body and by the metrics; the predictors' journal files wait on disk.
 ``GET /metrics``     Prometheus text format.
 """
 
@@ -31,16 +33,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.eventlog.journal import JournalReader
 from serving.shipper.cloudevents import JoinDefaults, Joiner, make_half
 from serving.shipper.flusher import Flusher
 from serving.shipper.metrics import ShipMetrics
 from serving.shipper.settings import ShipSettings
 from serving.shipper.sinks import Sink, build_sink
 from serving.shipper.spool import Spool, SpoolFull
+from serving.shipper.tailer import Tailer
 from serving.shipper.wire import (
     SOURCE_KSERVE,
     SOURCE_PREDICTOR,
     MalformedInput,
+    journal_positions,
     parse_ndjson,
     quarantine_line,
     spooled_halves,
@@ -64,34 +69,57 @@ class Shipper:
     joiner: Joiner
     flusher: Flusher
     metrics: ShipMetrics
+    tailer: Tailer | None = None
     ready: bool = False
 
     def start(self) -> None:
-        """Recover the spool, rebuild waiting CloudEvent halves, start the flusher."""
+        """Recover the spool, rebuild waiting CloudEvent halves and the journal positions, start the tailer and the
+        flusher."""
         segments = self.spool.recover()
         halves: list[Any] = []
         joined: set[str] = set()
+        positions: dict[str, int] = {}
         for segment in segments:
-            segment_halves, segment_joined = spooled_halves(segment.path.read_bytes().splitlines())
+            lines = segment.path.read_bytes().splitlines()
+            segment_halves, segment_joined = spooled_halves(lines)
             halves.extend(segment_halves)
             joined.update(segment_joined)
+            for stem, offset in journal_positions(lines).items():
+                positions[stem] = max(offset, positions.get(stem, 0))
         self.joiner.restore(halves, joined)
-        self.spool.carry_forward = self.joiner.pending_lines
+        journal = self.settings.resolved_journal_dir
+        journal.mkdir(parents=True, exist_ok=True)
+        self.tailer = Tailer(JournalReader(journal, positions), self.spool, self.metrics,
+                             self.settings.journal_poll_interval_s, on_sealed=self.flusher.wake)
+        tailer = self.tailer
+        self.spool.carry_forward = lambda: [*self.joiner.pending_lines(), *tailer.position_lines()]
         if segments:
-            log.info("recovered %d spooled segment(s) (%d records) to ship", len(segments),
-                     self.spool.pending_records)
+            log.info("recovered %d spooled segment(s) (%d records) to ship; resuming %d journal file(s)",
+                     len(segments), self.spool.pending_records, len(positions))
         self.flusher.update_gauges()
+        self.tailer.start()
         self.flusher.start()
         self.ready = True
-        log.info("shipper ready", extra={"sink": self.sink.describe(), "spool": str(self.spool.directory)})
+        log.info("shipper ready", extra={"sink": self.sink.describe(), "spool": str(self.spool.directory),
+                                         "journal": str(journal)})
+
+    @property
+    def alive(self) -> bool:
+        """Whether the flusher and the tailer threads run."""
+        return self.flusher.alive and (self.tailer is None or self.tailer.alive)
 
     def stop(self) -> None:
-        """Flush what is spooled, within the drain timeout."""
+        """Read what the predictors left in their journals, then flush what is spooled, within the drain timeout."""
         self.ready = False
-        done = self.flusher.stop(self.settings.drain_timeout_s)
+        started = time.monotonic()
+        # the tailer normally catches up in milliseconds; half the time at most, the flusher gets the rest
+        caught_up = self.tailer.stop(self.settings.drain_timeout_s / 2) if self.tailer is not None else True
+        left = max(0.0, self.settings.drain_timeout_s - (time.monotonic() - started))
+        done = self.flusher.stop(left)
         self.spool.close()
-        log.info("shipper stopped; %s", "spool drained" if done else
-                 f"{self.spool.pending_records} record(s) stay spooled for the next start")
+        log.info("shipper stopped; %s%s", "spool drained" if done else
+                 f"{self.spool.pending_records} record(s) stay spooled for the next start",
+                 "" if caught_up else "; journal files not read yet stay for the next start")
 
 
 def build_shipper(settings: ShipSettings, sink: Sink | None = None) -> Shipper:
@@ -206,14 +234,16 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         return JSONResponse({"accepted": joined, "quarantined": quarantined, "half": half["_h"]}, status_code=202)
 
     async def healthz(_: Request) -> Response:
-        """``GET /healthz``: the flusher thread runs."""
-        alive = shipper.flusher.alive
-        return JSONResponse({"status": "ok" if alive else "flusher stopped"}, status_code=200 if alive else 503)
+        """``GET /healthz``: the flusher and tailer threads run."""
+        alive = shipper.alive
+        return JSONResponse({"status": "ok" if alive else "flusher or tailer stopped"},
+                            status_code=200 if alive else 503)
 
     async def readyz(_: Request) -> Response:
-        """``GET /readyz``: recovered and flushing; spool and sink state in the body."""
-        ok = shipper.ready and shipper.flusher.alive
+        """``GET /readyz``: recovered, flushing and tailing; spool, journal and sink state in the body."""
+        ok = shipper.ready and shipper.alive
         body = {"ready": ok, "spool_bytes": shipper.spool.bytes_used, "spool_max_bytes": settings.spool_max_bytes,
+                "journal_pending_bytes": shipper.tailer.reader.pending_bytes if shipper.tailer else 0,
                 "sink_healthy": shipper.flusher.sink_healthy}
         return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -32,5 +32,11 @@ class ShipMetrics:
         self.spool_bytes = Gauge("ks_ship_spool_bytes", "Bytes held by the spool on disk.", registry=r)
         self.pending_halves = Gauge("ks_ship_cloudevent_halves_pending", "KServe CloudEvents waiting for their "
                                     "other half.", registry=r)
+        self.journal_pending = Gauge("ks_ship_journal_pending_bytes", "Bytes in predictor journal files not yet "
+                                     "read into the spool.", registry=r)
+        self.journal_files_done = Counter("ks_ship_journal_files_done", "Predictor journal files read completely "
+                                          "and deleted.", registry=r)
+        self.journal_torn = Counter("ks_ship_journal_torn_lines", "Journal files whose writer died in the middle "
+                                    "of a line (the torn line is quarantined).", registry=r)
         self.last_flush = Gauge("ks_ship_last_flush_timestamp_seconds", "Unix time of the last successful write "
                                 "to the sink.", registry=r)

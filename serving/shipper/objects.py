@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from serving.eventlog.parquet import PREDICTIONS, dedupe, encode_parquet, partitions, quarantine_key
-from serving.shipper.wire import HALF_PREFIX, MARKER_PREFIX, QUARANTINE_PREFIX, quarantine_record
+from serving.shipper.wire import HALF_PREFIX, MARKER_PREFIX, POSITION_PREFIX, QUARANTINE_PREFIX, quarantine_record
 
 SCHEMA = PREDICTIONS.schema
 #: Partition columns read from the events besides the schema's columns.
@@ -55,8 +55,8 @@ def _sort_lines(lines: Sequence[bytes]) -> _Lines:
     received_at: float | None = None
     source: str | None = None
     for line in lines:
-        if not line.strip() or line.startswith(HALF_PREFIX):
-            continue  # CloudEvent halves are journalled for a restart, not shipped
+        if not line.strip() or line.startswith((HALF_PREFIX, POSITION_PREFIX)):
+            continue  # CloudEvent halves and journal positions are kept for a restart, not shipped
         try:
             if line.startswith(MARKER_PREFIX):
                 marker = orjson.loads(line)

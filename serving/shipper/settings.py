@@ -31,6 +31,9 @@ class ShipSettings(ProcessSettings):
     """Port to listen on (0 picks a free one; the chosen port is logged)."""
     spool_dir: Path = Path(".kube-sentiment/spool")
     """Write-ahead spool on local disk (an ``emptyDir`` in the pod). Must survive a process restart."""
+    journal_dir: Path | None = None
+    """Where predictor processes append their records (their ``events_dir``); read, spooled and deleted here.
+    Default: ``<spool_dir>/journal``."""
     sink: Literal["local", "s3"] = "local"
     """``local`` writes objects under ``sink_dir``; ``s3`` writes them to ``s3_bucket`` (S3-compatible)."""
     sink_dir: Path = Path(".kube-sentiment/predictions")
@@ -76,6 +79,15 @@ class ShipSettings(ProcessSettings):
     """On SIGTERM, how long to keep flushing the spool to the sink before exiting (what is left stays spooled)."""
     poll_interval_s: float = Field(0.2, gt=0.0)
     """How often the flusher looks for sealed segments."""
+    journal_poll_interval_s: float = Field(0.1, gt=0.0)
+    """How often the predictors' journal files are read."""
+
+    @property
+    def resolved_journal_dir(self) -> Path:
+        """``journal_dir``, or its default under the spool."""
+        from serving.eventlog.journal import DIRECTORY_NAME
+
+        return self.journal_dir if self.journal_dir is not None else self.spool_dir / DIRECTORY_NAME
 
     @field_validator("s3_prefix")
     @classmethod

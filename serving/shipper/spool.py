@@ -146,11 +146,14 @@ class Spool:
         self._open_size += len(payload)
         self._open_records += n
 
-    def append(self, lines: list[bytes], force: bool = False) -> None:
+    def append(self, lines: list[bytes], force: bool = False, on_written: Callable[[], None] | None = None) -> None:
         """Write ``lines`` (without newlines) durably. Raises ``SpoolFull`` past the budget unless ``force``.
 
         Group commit: the write happens under the spool lock, the fsync outside it, and one fsync covers every
         write made before it, so concurrent appenders share fsyncs instead of queueing for one each.
+        ``on_written`` runs under the spool lock right after the write: a segment is sealed (and fsync'ed) only under
+        that lock, so state it records is carried (``carry_forward``) into the next segment only together with the
+        lines it describes.
         """
         if not lines:
             return
@@ -159,6 +162,8 @@ class Spool:
             if not force and self.bytes_used + len(payload) > self.max_bytes:
                 raise SpoolFull(f"spool holds {self.bytes_used} bytes of its {self.max_bytes} budget")
             self._write(payload, len(lines))
+            if on_written is not None:
+                on_written()
             mine = self._written
             rotate = self._open_size >= self.segment_max_bytes
         self._sync(mine)

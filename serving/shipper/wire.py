@@ -1,6 +1,6 @@
 """The spool's line format: what the shipper appends on ingest and reads back when it ships or recovers.
 
-A spool line is one JSON object, of four kinds:
+A spool line is one JSON object, of five kinds:
 
 * a batch marker ``{"_t": received_at, "_s": source}`` written before the events of one request;
 * a prediction event (:mod:`serving.eventlog.events` contract) exactly as received, or expanded from the
@@ -8,7 +8,11 @@ A spool line is one JSON object, of four kinds:
 * a quarantine record ``{"_q": reason, "raw": <text>, "received_at": ...}`` for input that broke the contract;
 * a CloudEvent half ``{"_h": "request"|"response", "ce": {ce-* headers}, "body": <text>, "received_at": ...}``
   (:mod:`serving.shipper.cloudevents`): KServe's payload logger sends request and response separately; halves are
-  journalled until joined.
+  journalled until joined;
+* a journal position ``{"_j": stem, "_o": offset}``: the lines before it include everything of the predictor's
+  journal file ``stem`` (:mod:`serving.eventlog.journal`) up to byte ``offset``; it ends each batch read from a
+  journal file and is carried into every new segment while the file exists, so a restarted shipper resumes each
+  file where its spool says, neither losing nor repeating a line (:mod:`serving.shipper.tailer`).
 
 Events never use the reserved keys, so the kind of a line is known from its first key.
 """
@@ -24,8 +28,8 @@ from serving.eventlog.events import REQUEST_SCHEMA, expand_request, validate_eve
 
 SOURCE_PREDICTOR = "predictor"
 SOURCE_KSERVE = "kserve-logger"
-RESERVED_KEYS = ("_t", "_s", "_q", "_h")
-MARKER_PREFIX, QUARANTINE_PREFIX, HALF_PREFIX = b'{"_t"', b'{"_q"', b'{"_h"'
+RESERVED_KEYS = ("_t", "_s", "_q", "_h", "_j")
+MARKER_PREFIX, QUARANTINE_PREFIX, HALF_PREFIX, POSITION_PREFIX = b'{"_t"', b'{"_q"', b'{"_h"', b'{"_j"'
 
 
 class MalformedInput(ValueError):
@@ -35,6 +39,25 @@ class MalformedInput(ValueError):
 def marker_line(received_at: float, source: str) -> bytes:
     """The line that precedes the events of one request in the spool."""
     return orjson.dumps({"_t": received_at, "_s": source})
+
+
+def position_line(stem: str, offset: int) -> bytes:
+    """The line saying that the spool holds journal file ``stem`` up to byte ``offset``."""
+    return orjson.dumps({"_j": stem, "_o": offset})
+
+
+def journal_positions(lines: Iterable[bytes]) -> dict[str, int]:
+    """The furthest position of each journal file recorded in spool ``lines``."""
+    positions: dict[str, int] = {}
+    for line in lines:
+        if line.startswith(POSITION_PREFIX):
+            try:
+                record = orjson.loads(line)
+                stem, offset = str(record["_j"]), int(record["_o"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a torn line was cut off at recovery; anything else is not ours
+            positions[stem] = max(offset, positions.get(stem, 0))
+    return positions
 
 
 def quarantine_line(reason: str, raw: bytes | str, received_at: float | None) -> bytes:
@@ -93,7 +116,8 @@ def spooled_halves(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], set[st
                 halves.append(orjson.loads(line))
             elif line.startswith(MARKER_PREFIX):
                 source = orjson.loads(line).get("_s")
-            elif source == SOURCE_KSERVE and line.strip() and not line.startswith(QUARANTINE_PREFIX):
+            elif (source == SOURCE_KSERVE and line.strip() and not line.startswith(QUARANTINE_PREFIX)
+                  and not line.startswith(POSITION_PREFIX)):
                 joined.add(orjson.loads(line)["request_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             continue  # an unreadable line is quarantined when its segment ships

@@ -429,6 +429,8 @@ def _write(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
         ("kube-sentiment", {"serving": {"canary": {"enabled": True, "weight": 150, "modelVersion": 2}}}, "weight"),
         ("kube-sentiment", {"shipper": {"sink": {"type": "s3"}}}, "/shipper/sink/s3/uri"),
         ("kube-sentiment", {"drift": {"concurrencyPolicy": "Allow"}}, "concurrencyPolicy"),
+        ("kube-sentiment", {"shipper": {"spool": {"sizeLimit": "900Mi"}}}, "must hold shipper.spool.shipperMaxMiB"),
+        ("kube-sentiment", {"shipper": {"spool": {"journalMaxMiB": 0}}}, "/shipper/spool/journalMaxMiB"),
         # Shared definitions ($defs) refuse as strictly as the properties that use them.
         ("kube-sentiment", {"serving": {"resources": {"requests": {"cpuu": "1"}}}}, "'cpuu' not allowed"),
         ("kube-sentiment", {"drift": {"resources": {"limits": {"memory": "1 GB"}}}}, "/drift/resources/limits/memory"),
@@ -530,8 +532,15 @@ def test_shipper_sidecar_shares_the_spool(helm_bin: Path) -> None:
         server = spec["containers"][0]
         spool = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
         assert spool["spool"] == {m["name"]: m["mountPath"] for m in shipper["volumeMounts"]}["spool"]
-        assert one(objs, "ConfigMap", "-serving")["data"]["KS_SERVE_EVENTS_URL"] == "http://127.0.0.1:9090/v1/events"
+        serving, shipping = one(objs, "ConfigMap", "-serving")["data"], one(objs, "ConfigMap", "-shipper")["data"]
+        # the model server appends to the journal on the shared volume, the sidecar reads the same directory
+        assert serving["KS_SERVE_EVENTS_DIR"] == shipping["KS_SHIP_JOURNAL_DIR"] == spool["spool"] + "/journal"
+        budgets = int(serving["KS_SERVE_EVENTS_MAX_BYTES"]) + int(shipping["KS_SHIP_SPOOL_MAX_BYTES"])
+        limit = next(v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if v["name"] == "spool")
+        assert limit == "1Gi" and budgets + 64 * 2**20 <= 2**30
         assert any(v.get("persistentVolumeClaim") for v in spec["volumes"])
+    without = render_app("staging", "deployment", "shipper.enabled=false")
+    assert one(without, "ConfigMap", "-serving")["data"]["KS_SERVE_EVENTS_DIR"] == ""  # events off, no volume
     # No secret literal ever: S3 credentials only by Secret reference.
     for _, objs in all_app_renders():
         assert not by_kind(objs, "Secret")

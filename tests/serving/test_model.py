@@ -21,14 +21,14 @@ from serving.settings import ServeSettings
 
 def make_model(model_dir: Path, **settings: object) -> SentimentModel:
     model = SentimentModel(
-        ServeSettings(model_dir=model_dir, events_url="", **settings), registry=CollectorRegistry()
+        ServeSettings(model_dir=model_dir, events_dir=None, **settings), registry=CollectorRegistry()
     )
     model.load()
     return model
 
 
 def test_not_loaded_model_answers_not_ready(tiny_model_dir: Path) -> None:
-    model = SentimentModel(ServeSettings(model_dir=tiny_model_dir, events_url=""), registry=CollectorRegistry())
+    model = SentimentModel(ServeSettings(model_dir=tiny_model_dir, events_dir=None), registry=CollectorRegistry())
     assert not model.ready
     with pytest.raises(ModelNotReady, match="not loaded yet"):
         asyncio.run(model({"instances": ["hello"]}))

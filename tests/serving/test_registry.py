@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -11,10 +17,10 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from mlflow.tracking import MlflowClient
 
-from serving.errors import ModelLoadError
+from serving.errors import ModelLoadError, RegistryUnreachable
 from serving.loader import load
 from serving.settings import ServeSettings
-from tests.support import stop, wait_until
+from tests.support import free_port, stop, wait_until
 from tests.support.servers import MlflowServer, start_predictor
 
 pytestmark = pytest.mark.integration
@@ -54,8 +60,45 @@ def test_load_by_version_and_by_alias(mlflow_server: MlflowServer, tiny_model_di
         assert loaded.source == f"models:/{name}/{version}"
         assert loaded.bundle.classes == ("negative", "neutral", "positive")
 
-    with pytest.raises(ModelLoadError, match=rf"models:/{name}@nope not found in the registry"):
-        load(ServeSettings(model_uri=f"models:/{name}@nope", tracking_uri=mlflow_server.uri, load_deadline_s=0))
+    with pytest.raises(ModelLoadError, match=rf"models:/{name}@nope not found in the registry") as caught:
+        load(ServeSettings(model_uri=f"models:/{name}@nope", tracking_uri=mlflow_server.uri, load_deadline_s=1))
+    assert not isinstance(caught.value, RegistryUnreachable) and caught.value.exit_code == 66
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers (a hung tracking server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_an_unreachable_registry_fails_at_the_deadline_as_unreachable(kind: str, silent_server: str,
+                                                                       tmp_path: Path) -> None:
+    uri = silent_server if kind == "silent" else f"http://127.0.0.1:{free_port()}"
+    deadline = 4.0
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable, match=rf"the MLflow registry at {uri} is unreachable") as caught:
+        load(ServeSettings(model_uri="models:/sentiment@production", tracking_uri=uri, load_deadline_s=deadline,
+                           download_dir=tmp_path))
+    elapsed = time.monotonic() - started
+    assert deadline <= elapsed < deadline + 8, elapsed  # MLflow's own retries would take minutes
+    assert caught.value.exit_code == 69 and "not found" not in str(caught.value)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the per-attempt override is undone
+
+
+def test_the_predictor_exits_69_when_the_registry_is_unreachable(tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "serving", "--model-uri", "models:/sentiment@production", "--tracking-uri", uri,
+         "--load-deadline-s", "2", "--http_port", "0", "--grpc_port", "0"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "KS_SERVE_JSON_LOGS": "false", "KS_SERVE_DOWNLOAD_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 69, result.stderr[-2000:]
+    assert f"the MLflow registry at {uri} is unreachable" in result.stderr and "not found" not in result.stderr
 
 
 def test_predictor_waits_unready_for_the_alias_then_serves_that_version(

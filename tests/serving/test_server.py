@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
+import orjson
 import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -22,7 +24,8 @@ from sklearn.pipeline import Pipeline
 from model.data import Split
 from serving.eventlog.events import validate_event
 from tests.support import wait_until
-from tests.support.servers import EventSink, Predictor
+from tests.support.events import journal_events
+from tests.support.servers import Predictor
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +40,13 @@ def v2_body(texts: list, datatype: str = "BYTES", shape: list | None = None, nam
 
 
 async def grpc_infer(predictor: Predictor, texts: list, model: str = "sentiment", datatype: str = "BYTES",
-                     shape: list | None = None, request_id: str = "") -> object:
+                     shape: list | None = None, request_id: str = "", name: str = "text",
+                     version: str | None = None) -> object:
     client = InferenceGRPCClient(predictor.grpc, retries=0, timeout=10)
     try:
-        tensor = InferInput(name="text", shape=shape or [len(texts)], datatype=datatype, data=texts)
-        return await client.infer(InferRequest(model_name=model, infer_inputs=[tensor], request_id=request_id))
+        tensor = InferInput(name=name, shape=shape or [len(texts)], datatype=datatype, data=texts)
+        return await client.infer(InferRequest(model_name=model, infer_inputs=[tensor], request_id=request_id,
+                                               model_version=version))
     finally:
         await client.close()
 
@@ -131,6 +136,12 @@ V1_BAD = [
     ("not UTF-8, charset type", b'{"instances": ["\xff\xfe"]}', "application/json; charset=utf-8",
      "not valid JSON"),
     ("wrong content type", b"just some text", "text/plain", "content type 'text/plain' is not supported"),
+    ("lone surrogate", b'{"instances": ["ok", "\\ud800"]}', "application/json", "surrogate"),
+    ("lone surrogate, charset type", b'{"instances": ["\\udfff x"]}', "application/json; charset=utf-8",
+     "surrogate"),
+    ("a JSON string", b'"hello"', "application/json", "the body is a string; send a JSON object"),
+    ("a JSON number", b"42", "application/json", "the body is a number"),
+    ("JSON null", b"null", "application/json", "the body is null"),
 ]
 
 
@@ -180,7 +191,12 @@ V2_BAD = [
     ("too many texts", v2_body(["t"] * 17), "17 texts; at most 16"),
     ("text too long", v2_body(["a" * 201]), "201 characters"),
     ("two inputs", {"inputs": [v2_body(["a"], name="x")["inputs"][0], v2_body(["b"], name="y")["inputs"][0]]},
-     "expected one input"),
+     "expected one input named 'text' (BYTES, shape [n]); got 2 inputs ['x', 'y']"),
+    ("an extra input", {"inputs": [v2_body(["a"])["inputs"][0], v2_body(["b"], name="extra")["inputs"][0]]},
+     "got 2 inputs ['text', 'extra']"),
+    ("unknown input name", v2_body(["a"], name="sentence"), "expected one input named 'text' (BYTES, shape [n]); "
+     "got input 'sentence'"),
+    ("no input", {"inputs": []}, "got 0 inputs []"),
     ("inputs not a list", {"inputs": "text"}, "inputs: Input should be a valid list"),
 ]
 
@@ -195,12 +211,14 @@ def test_v2_rest_bad_input_is_400_with_a_message(predictor: Predictor, case: str
 @pytest.mark.parametrize(
     ("case", "body", "content_type", "message"),
     [
+        ("lone surrogate", b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["ok", '
+         b'"\\ud800"]}]}', "application/json", "input 'text'[1] is not valid Unicode: a lone surrogate U+D800"),
         ("malformed JSON", b'{"inputs": [', "application/json", "JSON decode error"),
         ("not UTF-8", b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\xff"]}]}',
          "application/json", "must be UTF-8 JSON"),
         ("wrong content type", b"text", "text/plain", "inference-header-content-length"),
     ],
-    ids=["malformed-json", "not-utf8", "wrong-content-type"],
+    ids=["lone-surrogate", "malformed-json", "not-utf8", "wrong-content-type"],
 )
 def test_v2_rest_unparseable_body_is_400(predictor: Predictor, case: str, body: bytes, content_type: str,
                                          message: str) -> None:
@@ -220,6 +238,73 @@ def test_unknown_model_is_404_and_not_found(predictor: Predictor) -> None:
     assert "nope" in (err.details() or "")
 
 
+def test_a_version_other_than_the_served_one_is_not_found_and_the_served_one_answers(predictor: Predictor) -> None:
+    versioned = "/v2/models/sentiment/versions"
+    r = httpx.post(f"{predictor.http}{versioned}/99/infer", json=v2_body(["hi"]), timeout=10)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == ("model 'sentiment' has no version '99' on this server; it serves version '3' "
+                                 "(or leave the version out)")
+    for path in (f"{versioned}/99", f"{versioned}/99/ready"):
+        assert httpx.get(predictor.http + path, timeout=10).status_code == 404
+    r = httpx.post(f"{predictor.http}{versioned}/3/infer", json=v2_body(["hi"]), timeout=10)
+    assert r.status_code == 200 and r.json()["model_version"] == "3", r.text
+    assert httpx.get(f"{predictor.http}{versioned}/3", timeout=10).json()["versions"] == ["3"]
+    assert httpx.get(f"{predictor.http}{versioned}/3/ready", timeout=10).json() == {"name": "sentiment",
+                                                                                    "ready": True}
+    assert httpx.get(f"{predictor.http}/v2/models/nope/versions/3/ready", timeout=10).status_code == 404
+
+    err = grpc_error(predictor, [b"hi"], version="99")
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "it serves version '3'" in (err.details() or "")
+    assert asyncio.run(grpc_infer(predictor, [b"hi"], version="3")).model_version == "3"  # type: ignore[attr-defined]
+
+
+def test_a_bad_binary_extension_header_is_400_and_the_connection_stays_open(predictor: Predictor) -> None:
+    good = orjson.dumps(v2_body(["fine words"]))
+    binary = {"content-type": "application/octet-stream"}
+    with httpx.Client(base_url=predictor.http, timeout=10) as client:
+        for value in ("abc", "-3", "1e3", "", str(len(good) + 1)):
+            r = client.post(V2, content=good, headers=binary | {"inference-header-content-length": value})
+            assert r.status_code == 400, (value, r.text)
+            assert "inference-header-content-length" in r.json()["error"] and r.headers.get("connection") != "close"
+        for header, message in ((b'{"id": "x"}', "inputs: Field required"),
+                                (b'[1, 2]', "Input should be a valid dictionary"),
+                                (b'{"inputs": [{"datatype": "BYTES"}]}', "inputs.0.name: Field required"),
+                                (b'{"inputs": [', "is not valid JSON")):
+            r = client.post(V2, content=header, headers=binary | {"inference-header-content-length": str(len(header))})
+            assert r.status_code == 400 and message in r.json()["error"], r.text
+        r = client.post(V2, content=good, headers=binary | {"inference-header-content-length": str(len(good))})
+        assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [1], r.text
+
+
+def test_only_post_reaches_predict(predictor: Predictor) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        r = httpx.request(method, predictor.http + V1, timeout=10)
+        assert r.status_code == 405 and r.headers["allow"] == "POST", (method, r.text)
+        assert f"{method} is not allowed" in r.json()["error"]
+    assert httpx.get(predictor.http + V2, timeout=10).status_code == 405
+    assert httpx.get(predictor.http + "/v1/models/sentiment", timeout=10).status_code == 200  # V1 metadata
+
+
+def test_grpc_texts_in_the_wrong_contents_field_are_named(predictor: Predictor) -> None:
+    async def infer(tensor: pb.ModelInferRequest.InferInputTensor) -> None:
+        async with grpc.aio.insecure_channel(predictor.grpc) as channel:
+            await GRPCInferenceServiceStub(channel).ModelInfer(
+                pb.ModelInferRequest(model_name="sentiment", inputs=[tensor]), timeout=10)
+
+    tensor = pb.ModelInferRequest.InferInputTensor
+    cases = [
+        (tensor(name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1.0])),
+         "input 'text' has shape [1] but no BYTES data; send the texts in"),
+        (tensor(name="text", datatype="FP32", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"hi"])),
+         "input 'text' has datatype FP32; expected BYTES"),
+    ]
+    for request, message in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            asyncio.run(infer(request))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in (caught.value.details() or ""), caught.value.details()
+
+
 @pytest.mark.parametrize(
     ("case", "kwargs", "message"),
     [
@@ -228,8 +313,10 @@ def test_unknown_model_is_404_and_not_found(predictor: Predictor) -> None:
         ("not UTF-8", {"texts": [b"ok", b"\xff\xfe"]}, "input 'text'[1] is not valid UTF-8"),
         ("empty text", {"texts": [b""]}, "empty or only whitespace"),
         ("too many texts", {"texts": [b"t"] * 17}, "17 texts; at most 16"),
+        ("lone surrogate", {"texts": [b"\xed\xa0\x80"]}, "input 'text'[0] is not valid UTF-8"),
+        ("unknown input name", {"texts": [b"a"], "name": "sentence"}, "expected one input named 'text'"),
     ],
-    ids=["wrong-datatype", "wrong-shape", "not-utf8", "empty-text", "too-many"],
+    ids=["wrong-datatype", "wrong-shape", "not-utf8", "empty-text", "too-many", "lone-surrogate", "input-name"],
 )
 def test_grpc_bad_input_is_invalid_argument(predictor: Predictor, case: str, kwargs: dict, message: str) -> None:
     err = grpc_error(predictor, **kwargs)
@@ -324,19 +411,20 @@ def test_metrics_count_requests_latency_batches_and_classes(predictor: Predictor
     assert f"kube_sentiment_batch_texts_count{{{labels}}}" in text
     assert re.search(rf'kube_sentiment_predictions_total\{{label="\w+",{labels},track="canary"}} [1-9]', text)
     assert 'inference_path="fast"' in text and "kube_sentiment_model_info" in text
-    assert f'kube_sentiment_events_total{{{labels},outcome="sent"}}' in text or "events" in text
+    assert re.search(rf'kube_sentiment_events_total\{{{labels},outcome="written"}} [1-9]', text)
 
 
-def test_every_prediction_becomes_an_event(predictor: Predictor, event_sink: EventSink) -> None:
+def test_every_prediction_becomes_an_event(predictor: Predictor) -> None:
     texts = ["events are a contract", "second text"]
     r = httpx.post(predictor.http + V1, json={"instances": texts}, headers={"x-request-id": "evt-v1"}, timeout=10)
     assert r.status_code == 200
     asyncio.run(grpc_infer(predictor, [t.encode() for t in texts], request_id="evt-grpc"))
 
     def mine() -> list[dict]:
-        return [e for e in event_sink.snapshot() if e["request_id"] in ("evt-v1", "evt-grpc")]
+        assert predictor.events_dir is not None
+        return [e for e in journal_events(predictor.events_dir) if e["request_id"] in ("evt-v1", "evt-grpc")]
 
-    wait_until(lambda: len(mine()) == 4, 20, "4 prediction events at the sink")
+    wait_until(lambda: len(mine()) == 4, 20, "4 prediction events in the journal")
     by_id = {e["id"]: validate_event(e) for e in mine()}
     assert set(by_id) == {"evt-v1:0", "evt-v1:1", "evt-grpc:0", "evt-grpc:1"}
     first = by_id["evt-v1:0"]
@@ -349,14 +437,29 @@ def test_every_prediction_becomes_an_event(predictor: Predictor, event_sink: Eve
     assert first["label"] == r.json()["predictions"][0]["label"]
     assert first["probabilities"] == pytest.approx(r.json()["predictions"][0]["probabilities"], abs=1e-12)
     assert first["latency_ms"] > 0
-    assert "application/x-ndjson" in event_sink.content_types
+
+
+def test_client_errors_are_one_info_line_each_and_server_faults_keep_their_traceback(predictor: Predictor) -> None:
+    marker = "log-marker-input"
+    httpx.post(predictor.http + V2, json=v2_body(["a"], name=marker), timeout=10)
+    httpx.post(predictor.http + "/v2/models/sentiment/versions/77/infer", json=v2_body(["a"]), timeout=10)
+    grpc_error(predictor, [b"a"], name=marker)
+
+    def refusals() -> list[dict]:
+        records = [json.loads(line) for line in predictor.log_text().splitlines() if line.startswith("{")]
+        return [r for r in records if marker in r["msg"] or "'77'" in r["msg"]]
+
+    found = wait_until(lambda: len(refusals()) >= 3 and refusals(), 10, "three refusal log lines")
+    assert all(r["level"] == "info" and "exc" not in r and r["msg"].startswith("request refused (") for r in found)
+    assert {r["status"] for r in found} == {"invalid_argument", "not_found"}
+    assert "Traceback" not in predictor.log_text()  # every request of this module so far was the client's fault
 
 
 def run_serving(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "serving", "--http_port", "0", "--grpc_port", "0", *args],
         capture_output=True, text=True, timeout=120, cwd=tmp,
-        env={"PATH": "/usr/bin:/bin", "KS_SERVE_EVENTS_URL": "", "KS_SERVE_JSON_LOGS": "false"},
+        env={"PATH": "/usr/bin:/bin", "KS_SERVE_EVENTS_DIR": "", "KS_SERVE_JSON_LOGS": "false"},
     )
 
 

@@ -2,7 +2,7 @@
 
 Modules: this one (ports, readiness waits, processes), ``models`` (small real models fitted on the corpus),
 ``events`` (prediction events and a sink written the shipper's way), ``servers`` (real ``mlflow server``,
-``moto_server``, shipper and predictor processes, an NDJSON receiver), ``fixtures`` (the pytest fixtures built on
+``moto_server``, shipper and predictor processes), ``fixtures`` (the pytest fixtures built on
 them, registered for every test by ``tests/conftest.py``).
 """
 

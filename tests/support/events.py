@@ -1,5 +1,6 @@
-"""Prediction events for tests and benchmarks, built with the contract's own ``make_event``, and a local sink
-written through the shipper's own code path (events → spool lines → Parquet objects)."""
+"""Prediction events for tests and benchmarks, built with the contract's own ``make_event``, a local sink written
+through the shipper's own code path (events → spool lines → Parquet objects), and the events a predictor wrote to
+its journal, read with the journal's own reader."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from serving.eventlog.events import PredictionEvent, make_event
+from serving.eventlog.events import REQUEST_SCHEMA, PredictionEvent, expand_request, make_event
+from serving.eventlog.journal import JournalReader
 from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import LocalSink
 from serving.shipper.wire import parse_ndjson
@@ -35,6 +37,26 @@ def events(n: int, start: int = 0, prefix: str = "req", model_version: str = "1"
     return out
 
 
+def journal_events(directory: Path) -> list[dict[str, Any]]:
+    """Every event in the journal files of ``directory`` (request records expanded as the sidecar does), read with
+    a fresh :class:`JournalReader` that deletes nothing."""
+    reader = JournalReader(directory)
+    found: list[dict[str, Any]] = []
+    try:
+        while chunks := reader.poll():
+            for chunk in chunks:
+                for line in chunk.data.splitlines():
+                    obj = orjson.loads(line)
+                    if obj.get("schema") == REQUEST_SCHEMA:
+                        found.extend(orjson.loads(event) for event in expand_request(obj))
+                    else:
+                        found.append(obj)
+                reader.advance(chunk.stem, chunk.end)
+    finally:
+        reader.close()
+    return found
+
+
 def ndjson(batch: Sequence[PredictionEvent | dict[str, Any]]) -> bytes:
     """NDJSON body of ``batch``."""
     return b"".join(orjson.dumps(e) + b"\n" for e in batch)
@@ -50,6 +72,16 @@ def predicted_events(pipeline: Any, texts: Sequence[str], model_version: str = "
                             model_version=model_version, track=track, environment=environment, protocol="v1",
                             text=text, log_text=True, classes=classes, probabilities=row, latency_ms=2.0))
             for i, (text, row) in enumerate(zip(texts, probabilities, strict=True))]
+
+
+def sink_ids(root: Path) -> list[str]:
+    """Every event id in a local sink (with repeats, if any)."""
+    import pyarrow.dataset as ds
+
+    files = [p for p in root.rglob("*.parquet") if not p.name.startswith(".")]
+    if not files:
+        return []
+    return ds.dataset(files, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
 
 
 def write_to_sink(root: Path, batch: Sequence[PredictionEvent | dict[str, Any]], segment_id: str) -> int:

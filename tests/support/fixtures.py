@@ -14,11 +14,9 @@ from model.settings import DataSettings
 from tests.support import free_port, stop
 from tests.support.models import SmallModel, fit_small_model, fit_tiny, save_tiny
 from tests.support.servers import (
-    EventSink,
     MlflowServer,
     MotoServer,
     ShipperProcess,
-    start_event_sink,
     start_mlflow_server,
 )
 
@@ -53,15 +51,6 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield server
     stop(server.process)
-
-
-@pytest.fixture(scope="session")
-def event_sink() -> Iterator[EventSink]:
-    """A sidecar-shaped NDJSON receiver on a free loopback port."""
-    sink, server = start_event_sink()
-    yield sink
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Real servers for the tests: ``mlflow server``, ``moto_server`` (S3), the shipper and the predictor as child
-processes, and an NDJSON receiver standing in for the shipper where only its HTTP contract matters."""
+processes."""
 
 from __future__ import annotations
 
@@ -7,17 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
-from serving.eventlog.events import REQUEST_SCHEMA, expand_request
 from tests.support import BIN, REPO, free_port, http_ok, stop, wait_until
 
 #: How long a server process may take to become ready on a loaded machine.
@@ -108,6 +104,11 @@ class ShipperProcess:
     def sink_dir(self) -> Path:
         return self.workdir / "sink"
 
+    @property
+    def journal_dir(self) -> Path:
+        """Where it reads predictors' journal files (its default, under the spool)."""
+        return self.spool_dir / "journal"
+
     def start(self, timeout: float = START_DEADLINE_S) -> ShipperProcess:
         """Start and wait for ``/healthz``."""
         env = {
@@ -156,50 +157,6 @@ class ShipperProcess:
                    if line.startswith(name) and (line[len(name)] in " {"))
 
 
-@dataclass
-class EventSink:
-    """A real HTTP server standing in for the ``kube-sentiment ship`` sidecar; keeps every event it gets (request
-    records expanded as the sidecar does)."""
-
-    url: str
-    events: list[dict[str, Any]] = field(default_factory=list)
-    content_types: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """The events received so far."""
-        with self.lock:
-            return list(self.events)
-
-
-def start_event_sink() -> tuple[EventSink, ThreadingHTTPServer]:
-    """An NDJSON receiver on a free loopback port, serving in a daemon thread (``server.shutdown()`` stops it)."""
-    port = free_port()
-    sink = EventSink(url=f"http://127.0.0.1:{port}/v1/events")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            with sink.lock:
-                sink.content_types.append(self.headers.get("content-type", ""))
-                for line in body.splitlines():
-                    obj = orjson.loads(line) if line.strip() else None
-                    if isinstance(obj, dict) and obj.get("schema") == REQUEST_SCHEMA:
-                        sink.events.extend(orjson.loads(event) for event in expand_request(obj))
-                    elif obj is not None:
-                        sink.events.append(obj)
-            self.send_response(202)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return sink, server
-
-
 @dataclass(frozen=True)
 class Predictor:
     """A running predictor process."""
@@ -208,6 +165,8 @@ class Predictor:
     grpc: str
     process: subprocess.Popen[bytes]
     log: Path
+    events_dir: Path | None = None
+    """Where it writes its journal files (``KS_SERVE_EVENTS_DIR``), if anywhere."""
 
     def log_text(self) -> str:
         """Everything the process wrote so far."""
@@ -220,12 +179,14 @@ def start_predictor(tmp: Path, args: list[str], env: dict[str, str] | None = Non
     http_port, grpc_port = free_port(), free_port()
     log = tmp / f"predictor-{http_port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KS_SERVE_")}
-    full_env |= {"KS_SERVE_EVENTS_URL": "", "KS_SERVE_JSON_LOGS": "true", **(env or {})}
+    full_env |= {"KS_SERVE_EVENTS_DIR": "", "KS_SERVE_JSON_LOGS": "true", **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "serving", "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env,
     )
-    predictor = Predictor(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process, log)
+    events = full_env["KS_SERVE_EVENTS_DIR"]
+    predictor = Predictor(f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process, log,
+                          Path(events) if events else None)
 
     def up(path: str) -> bool:
         if process.poll() is not None:

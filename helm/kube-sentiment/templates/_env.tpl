@@ -13,6 +13,12 @@ Keep the names in step with the Python settings classes (env prefixes KS_SERVE_,
 {{- end }}
 {{- end }}
 
+{{/* The journal directory on the shared spool volume: the model server writes there, the sidecar reads
+(serving/eventlog/journal.py). */}}
+{{- define "kube-sentiment.journalDir" -}}
+{{- printf "%s/journal" (.Values.shipper.spool.mountPath | trimSuffix "/") }}
+{{- end }}
+
 {{/* `kube-sentiment serve` (serving/settings.py, KS_SERVE_*): settings common to both tracks (ConfigMap data). */}}
 {{- define "kube-sentiment.env.serving.config" -}}
 MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
@@ -21,7 +27,10 @@ KS_SERVE_MODEL_NAME: {{ .Values.serving.modelName | quote }}
 KS_SERVE_DOWNLOAD_DIR: "/tmp/models"
 KS_SERVE_JSON_LOGS: "true"
 {{- if .Values.shipper.enabled }}
-KS_SERVE_EVENTS_URL: {{ printf "http://127.0.0.1:%d/v1/events" (.Values.shipper.port | int) | quote }}
+KS_SERVE_EVENTS_DIR: {{ include "kube-sentiment.journalDir" . | quote }}
+KS_SERVE_EVENTS_MAX_BYTES: {{ mul .Values.shipper.spool.journalMaxMiB 1048576 | int64 | toString | quote }}
+{{- else }}
+KS_SERVE_EVENTS_DIR: ""
 {{- end }}
 {{- end }}
 
@@ -40,6 +49,8 @@ KS_SERVE_EVENTS_URL: {{ printf "http://127.0.0.1:%d/v1/events" (.Values.shipper.
 {{- $sink := .Values.shipper.sink }}
 KS_SHIP_PORT: {{ .Values.shipper.port | quote }}
 KS_SHIP_SPOOL_DIR: {{ .Values.shipper.spool.mountPath | quote }}
+KS_SHIP_JOURNAL_DIR: {{ include "kube-sentiment.journalDir" . | quote }}
+KS_SHIP_SPOOL_MAX_BYTES: {{ mul .Values.shipper.spool.shipperMaxMiB 1048576 | int64 | toString | quote }}
 KS_SHIP_ENVIRONMENT: {{ .Values.environment | quote }}
 KS_SHIP_MODEL_NAME: {{ .Values.serving.modelName | quote }}
 KS_SHIP_DRAIN_TIMEOUT_S: {{ .Values.shipper.drainTimeoutSeconds | quote }}

@@ -9,6 +9,16 @@ Checks across values that the JSON schema cannot express. Rendered (for its fail
 {{- if and $s.autoscaling.enabled (gt ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
 {{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" }}
 {{- end }}
+{{- $spool := .Values.shipper.spool }}
+{{- $limit := toString $spool.sizeLimit }}
+{{- if regexMatch "^[0-9]+(Mi|Gi)$" $limit }}
+{{- $mib := int (trimSuffix "Mi" (trimSuffix "Gi" $limit)) }}
+{{- if hasSuffix "Gi" $limit }}{{ $mib = mul $mib 1024 }}{{ end }}
+{{- $needed := add $spool.shipperMaxMiB $spool.journalMaxMiB 64 }}
+{{- if and .Values.shipper.enabled (lt $mib $needed) }}
+{{- fail (printf "shipper.spool.sizeLimit (%s) must hold shipper.spool.shipperMaxMiB (%v) + journalMaxMiB (%v) + 64 MiB = %v MiB: the kubelet evicts a pod whose emptyDir outgrows its limit" $limit $spool.shipperMaxMiB $spool.journalMaxMiB $needed) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.serving.kserve.logger.enabled (not .Values.shipper.enabled) }}
 {{- fail "serving.kserve.logger.enabled needs shipper.enabled: the logger sends to the sidecar" }}
 {{- end }}

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
 
 import httpx
 import pyarrow.dataset as ds
 import pytest
 
 from tests.support import free_port, wait_until
-from tests.support.events import events, ndjson
+from tests.support.events import events, ndjson, sink_ids
 from tests.support.servers import MotoServer
 
 pytestmark = pytest.mark.integration
 NDJSON = {"content-type": "application/x-ndjson"}
 #: uvicorn re-raises SIGTERM after the graceful drain, so a clean stop reads as "terminated by SIGTERM".
 CLEAN_EXIT = (0, -signal.SIGTERM)
-
-
-def sink_ids(root: Path) -> list[str]:
-    """Every event id in a local sink (with repeats, if any)."""
-    files = [p for p in root.rglob("*.parquet") if not p.name.startswith(".")]
-    if not files:
-        return []
-    return ds.dataset(files, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
 
 
 def test_kill9_mid_stream_then_restart_writes_every_acknowledged_event_exactly_once(shipper_factory) -> None:
