@@ -645,10 +645,7 @@ state = "{CONTAINERD_STATE}"
 
     def _import_images(self, timeout: float) -> None:
         present = {line.split()[0] for line in self._ctr("images", "ls").stdout.splitlines()[1:] if line.strip()}
-        current = {self.images[f"KS_IMAGE_{name}"] for name in ("PAUSE", "DEBIAN", "APP")}
-        stale = [ref for ref in present if ref.startswith("localhost/kube-sentiment/") and ref not in current]
-        if stale:  # earlier builds: their layers would fill the persistent root
-            self._ctr("images", "rm", *stale)
+        keep: set[str] = set()
         for name in ("PAUSE", "DEBIAN", "APP"):
             ref, archive = self.images[f"KS_IMAGE_{name}"], self.images[f"KS_ARCHIVE_{name}"]
             if ref not in present:
@@ -659,6 +656,10 @@ state = "{CONTAINERD_STATE}"
             by_digest = f"{ref.rsplit(':', 1)[0]}@{digest}"
             if by_digest not in present:
                 self._ctr("images", "tag", "--force", ref, by_digest)
+            keep |= {ref, by_digest}
+        stale = [ref for ref in present if ref.startswith("localhost/kube-sentiment/") and ref not in keep]
+        if stale:  # images of earlier builds: their layers would fill the persistent root
+            self._ctr("images", "rm", *stale)
 
     # -- kubelet, kube-proxy, DNS, storage -----------------------------------------------------------------------
     def _kubelet(self, timeout: float) -> None:
