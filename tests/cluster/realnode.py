@@ -20,7 +20,7 @@ every process, mount, iptables chain, cgroup and interface and restores the sysc
 if anything, remains.
 
     python tests/cluster/realnode.py check                      # exit 0, or 69 with the reason on stderr
-    python tests/cluster/realnode.py up --workdir DIR --bin-dir BIN --images-env FILE --crds DIR...
+    python tests/cluster/realnode.py up --workdir DIR --bin-dir BIN --images-env FILE --kserve-module DIR --crds DIR...
     python tests/cluster/realnode.py down [--workdir DIR]
 """
 
@@ -993,18 +993,6 @@ def module_dir(module: str, version: str) -> Path:
     return Path(json.loads(result.stdout)["Dir"])
 
 
-def collect_crds(sources: list[Path], target: Path) -> Path:
-    """Every CustomResourceDefinition in the YAML files under ``sources`` (kustomization files, policies and other
-    kinds skipped), written one file per CRD into ``target``; returns ``target``."""
-    target.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        for path in sorted(source.rglob("*.yaml")):
-            for doc in yaml.safe_load_all(path.read_text()):
-                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
-                    (target / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
-    return target
-
-
 def _port_open(host: str, port: int) -> bool:
     import socket
 
@@ -1024,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--bin-dir", type=Path, required=True)
     up.add_argument("--images-env", type=Path, required=True)
     up.add_argument("--kserve-module", type=Path, required=True, help="github.com/kserve/kserve module directory")
-    up.add_argument("--gateway-api-module", type=Path, required=True, help="sigs.k8s.io/gateway-api module directory")
+    up.add_argument("--crds", type=Path, action="append", default=[], help="CRD folder (scripts/build-tools.sh --crds)")
     up.add_argument("--apply", type=Path, action="append", default=[])
     up.add_argument("--timeout", type=float, default=300)
     sub.add_parser("down", help="stop the node and clean the host")
@@ -1046,15 +1034,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"left behind: {line}", file=sys.stderr)
         return 1 if left else 0
     args.workdir.mkdir(parents=True, exist_ok=True)
-    crds = collect_crds(
-        [args.kserve_module / "config" / "crd" / "full", args.gateway_api_module / "config" / "crd" / "standard"],
-        args.workdir / "crds",
-    )
     cluster = RealCluster(
         workdir=args.workdir.resolve(),
         bin_dir=args.bin_dir.resolve(),
         images_env=args.images_env,
-        crds=[crds],
+        crds=args.crds,
         manifests=args.apply,
         kserve_config=args.kserve_module / "config",
         die_with_parent=False,

@@ -7,14 +7,10 @@ same ones). Without ``KS_SMOKE_ENV`` (the ordinary test run, which has no deploy
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.cluster_checks import SPLIT_Z, Release, mlflow_helm_test
+from tests.support.cluster_checks import SPLIT_Z, Release, mlflow_helm_test
 
 ENV = os.environ.get("KS_SMOKE_ENV", "")
 ARGS = os.environ.get("KS_SMOKE_ARGS", "").split()

@@ -9,15 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.cluster_checks import (
+from tests.support.cluster_checks import (
     GRPC_CALL,
     VERSION_LOOP,
     CheckFailed,
@@ -115,8 +111,12 @@ def _registry_answer(decision: str | None) -> str:
 
 def test_registry_checks_the_recorded_gate_decision() -> None:
     ok = FakeRelease(_registry_answer("promoted"))
-    assert ok.registry("promoted") == {"version": "2", "run": "r1", "decision": "promoted",
-                                       "reason": "no production model yet"}
+    assert ok.registry("promoted") == {
+        "version": "2",
+        "run": "r1",
+        "decision": "promoted",
+        "reason": "no production model yet",
+    }
     assert "registered-models/alias?name=sentiment&alias=candidate" in ok.asked[0][-1]
     with pytest.raises(CheckFailed, match="gate decision refused, expected promoted"):
         FakeRelease(_registry_answer("refused")).registry("promoted")

@@ -30,11 +30,11 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(REPO / "tests"))
 
-from realnode import RealCluster, collect_crds, module_dir, why_unavailable  # noqa: E402
-from support.cluster_checks import Release  # noqa: E402
+from realnode import RealCluster, module_dir, why_unavailable  # noqa: E402
 from traffic import Tally, Traffic  # noqa: E402
+
+from tests.support.cluster_checks import Release  # noqa: E402
 
 _PREPARED = pytest.StashKey[dict[str, Path] | str]()
 _REAL = pytest.StashKey["Real"]()
@@ -128,7 +128,7 @@ def _write_values(workdir: Path, images: dict[str, str]) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def real(request: pytest.FixtureRequest) -> Iterator[Real]:
+def real(request: pytest.FixtureRequest, crd_dirs: dict[str, Path]) -> Iterator[Real]:
     prepared = request.session.stash.get(_PREPARED, None)
     if prepared is None:
         prepared = request.session.stash[_PREPARED] = _prepare()
@@ -137,14 +137,11 @@ def real(request: pytest.FixtureRequest) -> Iterator[Real]:
     pins = _versions()
     workdir = Path(tempfile.mkdtemp(prefix="ks-realpods-"))
     kserve = module_dir("github.com/kserve/kserve", pins["KSERVE_VERSION"])
-    gateway_api = module_dir("sigs.k8s.io/gateway-api", pins["GATEWAY_API_VERSION"])
-    crd_sources = [kserve / "config" / "crd" / "full", gateway_api / "config" / "crd" / "standard"]
-    crds = collect_crds(crd_sources, workdir / "crds")
     cluster = RealCluster(
         workdir=workdir,
         bin_dir=prepared["bin"],
         images_env=prepared["images"],
-        crds=[crds],
+        crds=list(crd_dirs.values()),
         manifests=[REPO / "k8s" / "namespaces.yaml"],
         kserve_config=kserve / "config",
     )

@@ -18,8 +18,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from realnode import BRIDGE, ISOLATE_CHAIN, NODE_NAME, POD_SUBNET
-from support.cluster_checks import Release, mlflow_helm_test
 from traffic import Traffic
+
+from tests.support.cluster_checks import Release, mlflow_helm_test
 
 pytestmark = [pytest.mark.cluster, pytest.mark.realpods, pytest.mark.timeout(1800)]
 
