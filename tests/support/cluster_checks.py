@@ -393,8 +393,30 @@ class Release:
         self.log(summary)
         return summary
 
+    def settle(self, timeout: float = 180) -> None:
+        """Wait until no serving pod of the release is terminating: a pod that was told to stop keeps answering
+        while it drains (preStop), so what answers is only settled once those pods are gone."""
+        selectors = (
+            f"app.kubernetes.io/instance={self.release},app.kubernetes.io/component=serving",
+            f"serving.kserve.io/inferenceservice={self.release}",
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            terminating = [
+                p["metadata"]["name"]
+                for sel in selectors
+                for p in self.get("pods", selector=sel) or []
+                if p["metadata"].get("deletionTimestamp")
+            ]
+            if not terminating:
+                return
+            if time.monotonic() >= deadline:
+                raise CheckFailed(f"pods still terminating after {timeout:.0f}s: {terminating}")
+            time.sleep(1)
+
     def only(self, version: str, n: int = 50) -> None:
-        """n answers through the Gateway, all from ``version``."""
+        """Once the release has settled, n answers through the Gateway, all from ``version``."""
+        self.settle()
         counts = Counter(self.served_versions(n, version))
         if set(counts) != {version}:
             raise CheckFailed(f"answers not all from version {version}: {dict(counts)}")

@@ -42,6 +42,9 @@ class FakeRelease(Release):
     def values(self) -> dict[str, Any]:
         return self._values
 
+    def get(self, kind: str, name: str | None = None, *, selector: str | None = None) -> Any:
+        return [] if name is None else None  # no terminating pods, no InferenceService
+
     def gateway(self) -> tuple[str, str]:
         return "http://10.245.0.1:80", "sentiment.example.com"
 
