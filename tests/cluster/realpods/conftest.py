@@ -7,8 +7,8 @@ Before any test runs (a cold build takes longer than a test's timeout) the real-
 with the reason, when this machine cannot run a node (not root, Debian packages missing, another containerd).
 
 Environment:
-    KS_REALPODS=0          skip the tier (say so loudly)
-    KS_REALPODS_FULL=1     run every check (docs/ci.md: both modes' core path runs by default)
+    KS_REALPODS=0          skip the tier (say so loudly); KS_REALPODS=1 runs it even when a cold start would not
+                           fit CI's 90 minutes (KS_CI_STARTED, set by .ci/run, says when CI started)
     KS_CLUSTER_KEEP=1      keep the work directory (logs, kubeconfig, diagnostics) after the session
     KS_DIAGNOSTICS_DIR     where scripts/diagnostics.sh output of a failed test is written (default: work dir)
 """
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,45 @@ def _loud(reason: str) -> str:
     return message
 
 
+#: What a cold start of the tier costs on the project's 2-core machine (docs/ci.md): the real-node Go builds, the
+#: images, and the tier itself; CI's whole run has 90 minutes.
+COLD_BUILDS_S, COLD_IMAGES_S, TIER_S, CI_BUDGET_S = 2700, 600, 1800, 5400
+
+
+def _missing_builds() -> list[str]:
+    """The real-node tools and images that are not in the caches yet (a cold start builds them)."""
+    pins = _versions()
+    tools = Path(os.environ.get("KS_TOOLS_DIR", Path.home() / ".cache" / "kube-sentiment" / "tools"))
+    wanted = {
+        f"kubernetes-node-{pins['KUBERNETES_VERSION']}/kubelet": "node",
+        f"coredns-{pins['COREDNS_VERSION']}/coredns": "coredns",
+        f"kserve-manager-{pins['KSERVE_VERSION']}/kserve-manager": "kserve-manager",
+        f"traefik-{pins['TRAEFIK_VERSION']}/traefik": "traefik",
+    }
+    missing = [name for path, name in wanted.items() if not (tools / path).exists()]
+    images = Path(os.environ.get("KS_IMAGES_DIR", Path.home() / ".cache" / "kube-sentiment" / "images"))
+    if not (images / "images.env").exists():
+        missing.append("images")
+    return missing
+
+
+def _over_budget() -> str | None:
+    """Why a cold start would not fit what is left of CI's 90 minutes (.ci/run sets KS_CI_STARTED), or None."""
+    started = os.environ.get("KS_CI_STARTED")
+    missing = _missing_builds()
+    if not started or not missing or os.environ.get("KS_REALPODS") == "1":
+        return None
+    elapsed = time.time() - float(started)
+    need = (COLD_BUILDS_S if set(missing) - {"images"} else 0) + (COLD_IMAGES_S if "images" in missing else 0)
+    if elapsed + need + TIER_S <= CI_BUDGET_S:
+        return None
+    return (
+        f"a cold start ({', '.join(missing)} not built yet: ~{need // 60} min, then ~{TIER_S // 60} min of tests) does "
+        f"not fit the {CI_BUDGET_S // 60} minutes of CI after {elapsed / 60:.0f} min; build them once with "
+        "scripts/build-tools.sh --real-node and scripts/build-images.sh (cached), or force with KS_REALPODS=1"
+    )
+
+
 def _prepare() -> dict[str, Path] | str:
     """Build the tools (control plane and real node) and the images; return their paths or why the tier cannot run."""
     if os.environ.get("KS_REALPODS") == "0":
@@ -60,6 +100,8 @@ def _prepare() -> dict[str, Path] | str:
     if reason := os.environ.get("KS_NO_TOOLS_REASON"):
         return reason
     if reason := why_unavailable():
+        return reason
+    if reason := _over_budget():
         return reason
     paths: dict[str, Path] = {}
     for what, argv in (
