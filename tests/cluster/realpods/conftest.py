@@ -269,7 +269,8 @@ def step(flow: Flow, request: pytest.FixtureRequest) -> Iterator[Flow]:
     if flow.failed:
         pytest.skip(f"{flow.mode} mode: an earlier step failed ({flow.failed})")
     yield flow
-    if request.node.stash.get(CALL_FAILED, False):
+    # A measurement that fails (zero failed requests) changes nothing the later steps build on.
+    if request.node.stash.get(CALL_FAILED, False) and not request.node.name.startswith("test_zero_failed"):
         flow.failed = request.node.name
 
 

@@ -218,6 +218,8 @@ class TestServingMode:
             log(f"{step.mode}: {tally.line(name)}")
             for failure in tally.failures:
                 log(f"{step.mode}: {name} failure: {failure}")
+            if tally.failure_seconds:
+                log(f"{step.mode}: {name} failures per second: {dict(sorted(tally.failure_seconds.items()))}")
         http = step.tallies["http"]
         assert http.ok > 100 and {"1", "2"} <= set(http.versions), http.line("http")
         assert http.failed == 0, http.line("http")

@@ -34,6 +34,8 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     #: x-request-id of every request answered 2xx (HTTP, when the traffic tags its requests).
     acknowledged: list[str] = field(default_factory=list)
+    #: Failures per second of the clock (HH:MM:SS): when they happened.
+    failure_seconds: Counter[str] = field(default_factory=Counter)
 
     def line(self, name: str) -> str:
         return (
@@ -88,7 +90,15 @@ class Traffic:
     def snapshot(self) -> dict[str, Tally]:
         with self._lock:
             return {
-                k: Tally(t.sent, t.ok, t.failed, Counter(t.versions), list(t.failures), list(t.acknowledged))
+                k: Tally(
+                    t.sent,
+                    t.ok,
+                    t.failed,
+                    Counter(t.versions),
+                    list(t.failures),
+                    list(t.acknowledged),
+                    Counter(t.failure_seconds),
+                )
                 for k, t in self.tallies.items()
             }
 
@@ -106,6 +116,7 @@ class Traffic:
                     tally.acknowledged.append(request_id)
             else:
                 tally.failed += 1
+                tally.failure_seconds[time.strftime("%X")] += 1
                 if len(tally.failures) < 20:
                     tally.failures.append(failure)
 
