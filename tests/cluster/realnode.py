@@ -756,8 +756,13 @@ state = "{CONTAINERD_STATE}"
         path.write_text(json.dumps(config, indent=1))
         proxy = self._launch("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={path}", "--v=1"])
         self._wait_http(proxy, f"http://127.0.0.1:{healthz}/healthz", timeout)
-        # kube-proxy inserts its jumps at the top of FORWARD; the isolation chain goes back in front of them (kube-proxy
-        # only re-adds its own jumps when they are missing).
+        # kube-proxy inserts its jumps at the top of FORWARD once it has synced; then the isolation chain goes back in
+        # front of them (kube-proxy only re-adds its own jumps when they are missing).
+        wait_until(
+            lambda: "KUBE-FORWARD" in _run("iptables", "-w", "-S", "FORWARD").stdout,
+            timeout=timeout,
+            what="kube-proxy's FORWARD rules",
+        )
         _run("iptables", "-w", "-D", "FORWARD", "-j", ISOLATE_CHAIN)
         _run("iptables", "-w", "-I", "FORWARD", "1", "-j", ISOLATE_CHAIN)
 
