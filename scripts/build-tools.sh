@@ -7,6 +7,8 @@
 #
 # Tools (built in this order, quick ones first): helm kubeconform helm-docs actionlint kwok etcd controlplane.
 # Aliases: kwokctl -> kwok; kube-apiserver, kube-controller-manager, kube-scheduler -> controlplane.
+# Real-node tools (tests/cluster/realpods, cluster-up.sh --real; built only when named, or all with --real-node):
+#   node (kubelet, kube-proxy), coredns, kserve-manager, traefik.
 # Versions come from k8s/versions.env. Binaries land in
 #   ${KS_TOOLS_DIR:-$HOME/.cache/kube-sentiment/tools}/<tool>-<version>/<binary>
 # with stable symlinks in ${KS_TOOLS_DIR}/bin/. A version that is already built is skipped.
@@ -34,6 +36,7 @@ versions_file="${repo_root}/k8s/versions.env"
 tools_dir="${KS_TOOLS_DIR:-${HOME}/.cache/kube-sentiment/tools}"
 bin_dir="${tools_dir}/bin"
 all_tools=(helm kubeconform helm-docs actionlint kwok etcd controlplane)
+real_node_tools=(node coredns kserve-manager traefik)
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
@@ -56,7 +59,7 @@ loud_no_go() {
 # shellcheck source=/dev/null  # KEY=value lines only
 source "${versions_file}"
 for var in KUBERNETES_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION KUBECONFORM_VERSION HELM_DOCS_VERSION \
-  ACTIONLINT_VERSION; do
+  ACTIONLINT_VERSION KSERVE_VERSION COREDNS_VERSION TRAEFIK_VERSION; do
   [[ -n "${!var:-}" ]] || die "${EXIT_USAGE}" "${var} is not set in ${versions_file}"
 done
 
@@ -220,15 +223,8 @@ build_etcd() {
 build_controlplane() {
   local out="$1" wrapper="${repo_root}/k8s/tools/controlplane" v="${KUBERNETES_VERSION}"
   check_wrapper controlplane k8s.io/kubernetes "${v}"
-  local major="${v#v}" minor
-  minor="${major#*.}"
-  minor="${minor%%.*}"
-  major="${major%%.*}"
-  local ldflags="-s -w" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X ${pkg}.gitVersion=${v} -X ${pkg}.gitMajor=${major} -X ${pkg}.gitMinor=${minor}"
-    ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=${build_date}"
-  done
+  local ldflags
+  ldflags="$(k8s_ldflags)"
   # One go build for the three binaries: they share most of their packages.
   run_step controlplane "go build kube-apiserver kube-controller-manager kube-scheduler (wrapper k8s/tools/controlplane)" \
     go -C "${wrapper}" build -ldflags "${ldflags}" -o "${out}/" \
@@ -302,6 +298,62 @@ fetch_crds() {
   fetch_crd_set gateway-api sigs.k8s.io/gateway-api "${GATEWAY_API_VERSION}" crd
 }
 
+# k8s_ldflags: the version stamps of a Kubernetes binary (what its Makefile sets).
+k8s_ldflags() {
+  local v="${KUBERNETES_VERSION}" major minor ldflags="-s -w" pkg
+  major="${v#v}"
+  minor="${major#*.}"
+  minor="${minor%%.*}"
+  major="${major%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X ${pkg}.gitVersion=${v} -X ${pkg}.gitMajor=${major} -X ${pkg}.gitMinor=${minor}"
+    ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=${build_date}"
+  done
+  printf '%s\n' "${ldflags}"
+}
+
+# --- real-node tools -------------------------------------------------------------------------------------------
+# kubelet and kube-proxy from the control plane's wrapper module (same pins, shared compiled packages).
+build_node() {
+  local out="$1" wrapper="${repo_root}/k8s/tools/controlplane"
+  check_wrapper controlplane k8s.io/kubernetes "${KUBERNETES_VERSION}"
+  run_step node "go build kubelet kube-proxy (wrapper k8s/tools/controlplane)" \
+    go -C "${wrapper}" build -ldflags "$(k8s_ldflags)" -o "${out}/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_coredns() {
+  local out="$1"
+  run_step coredns "go install github.com/coredns/coredns@${COREDNS_VERSION}" \
+    env GOBIN="${out}" go install -ldflags "-s -w" "github.com/coredns/coredns@${COREDNS_VERSION}"
+}
+
+# module_dir <module@version>: download a module and print its directory in the module cache.
+module_dir() {
+  go mod download -json "$1" | awk -F'"' '$2 == "Dir" { print $4 }'
+}
+
+# KServe's and Traefik's go.mod have replace directives, so 'go install pkg@version' is refused: build inside
+# the downloaded (read-only) module directory, whose go.sum pins every dependency.
+build_kserve_manager() {
+  local out="$1" dir
+  run_step kserve-manager "download github.com/kserve/kserve@${KSERVE_VERSION}" \
+    go mod download github.com/kserve/kserve@"${KSERVE_VERSION}"
+  dir="$(module_dir github.com/kserve/kserve@"${KSERVE_VERSION}")"
+  run_step kserve-manager "go build ./cmd/manager (in ${dir})" \
+    go -C "${dir}" build -ldflags "-s -w" -o "${out}/kserve-manager" ./cmd/manager
+}
+
+build_traefik() {
+  local out="$1" dir
+  run_step traefik "download github.com/traefik/traefik/v3@${TRAEFIK_VERSION}" \
+    go mod download github.com/traefik/traefik/v3@"${TRAEFIK_VERSION}"
+  dir="$(module_dir github.com/traefik/traefik/v3@"${TRAEFIK_VERSION}")"
+  run_step traefik "go build ./cmd/traefik (in ${dir})" \
+    go -C "${dir}" build -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=${TRAEFIK_VERSION}" \
+    -o "${out}/traefik" ./cmd/traefik
+}
+
 build() {
   case "$1" in
     helm) build_tool helm "helm-${HELM_VERSION}" helm build_helm ;;
@@ -314,6 +366,10 @@ build() {
       build_tool controlplane "kubernetes-${KUBERNETES_VERSION}" \
         "kube-apiserver kube-controller-manager kube-scheduler" build_controlplane
       ;;
+    node) build_tool node "kubernetes-node-${KUBERNETES_VERSION}" "kubelet kube-proxy" build_node ;;
+    coredns) build_tool coredns "coredns-${COREDNS_VERSION}" coredns build_coredns ;;
+    kserve-manager) build_tool kserve-manager "kserve-manager-${KSERVE_VERSION}" kserve-manager build_kserve_manager ;;
+    traefik) build_tool traefik "traefik-${TRAEFIK_VERSION}" traefik build_traefik ;;
     *) die "${EXIT_USAGE}" "unknown tool '$1'" ;;
   esac
 }
@@ -322,6 +378,7 @@ canonical() {
   case "$1" in
     kwokctl) echo kwok ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubernetes) echo controlplane ;;
+    kubelet | kube-proxy) echo node ;;
     *) echo "$1" ;;
   esac
 }
@@ -374,11 +431,12 @@ main() {
   for arg in "$@"; do
     case "${arg}" in
       -h | --help)
-        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
       --print-bin) ;; # accepted for clarity: the bin directory is always the last line on stdout
       --crds) crds=true ;;
+      --real-node) requested+=("${real_node_tools[@]}") ;;
       --sync-modules)
         sync_modules
         exit 0
@@ -386,8 +444,8 @@ main() {
       -*) die "${EXIT_USAGE}" "unknown option '${arg}'" ;;
       *)
         tool="$(canonical "${arg}")"
-        [[ " ${all_tools[*]} " == *" ${tool} "* ]] ||
-          die "${EXIT_USAGE}" "unknown tool '${arg}' (known: ${all_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler)"
+        [[ " ${all_tools[*]} ${real_node_tools[*]} " == *" ${tool} "* ]] ||
+          die "${EXIT_USAGE}" "unknown tool '${arg}' (known: ${all_tools[*]} ${real_node_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)"
         requested+=("${tool}")
         ;;
     esac
@@ -409,6 +467,11 @@ main() {
   fi
   for tool in "${all_tools[@]}"; do
     if [[ ${#requested[@]} -eq 0 ]] || [[ " ${requested[*]} " == *" ${tool} "* ]]; then
+      build "${tool}"
+    fi
+  done
+  for tool in "${real_node_tools[@]}"; do
+    if [[ " ${requested[*]} " == *" ${tool} "* ]]; then
       build "${tool}"
     fi
   done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Canary releases of the model server, one `helm upgrade` (or `helm rollback`) each, waited for and rolled back
+# Canary releases of the model server through `helm upgrade` (or `helm rollback`), each waited for and rolled back
 # automatically when the new revision does not become ready.
 #
-#   scripts/canary.sh <env> start <version> <weight>   run registry version <version> as the canary at <weight> %
+#   scripts/canary.sh <env> start <version> <weight>   run registry version <version> as the canary (ready first, at
+#                                                      0 %), then give it <weight> % of the traffic
 #   scripts/canary.sh <env> weight <weight>            change the canary's share of the traffic
 #   scripts/canary.sh <env> promote                    the canary's version becomes stable, the canary goes away
 #   scripts/canary.sh <env> rollback [revision]        helm rollback to <revision> (default: the previous one)
@@ -51,8 +52,13 @@ case "${action}" in
     is_int "${version}" version
     is_int "${weight}" weight
     log "${ns}: canary version ${version} at ${weight} % (stable $(value serving.stable.modelVersion))"
+    # Two revisions: the canary's pods start and become ready with no share of the traffic, then it gets its
+    # weight. In one step the routes name the canary before it has a ready pod, and its share of the requests is
+    # refused ("no available server") until it has.
     upgrade --set serving.canary.enabled=true --set "serving.canary.modelVersion=${version}" \
-      --set "serving.canary.weight=${weight}" "$@"
+      --set serving.canary.weight=0 "$@"
+    log "${ns}: canary version ${version} ready; weight ${weight} %"
+    upgrade --set "serving.canary.weight=${weight}"
     ;;
   weight)
     [[ $# -ge 1 ]] || usage

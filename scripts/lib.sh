@@ -1,6 +1,17 @@
 # shellcheck shell=bash disable=SC2154  # ns, release and timeout are set by the sourcing script
-# Functions shared by scripts/deploy.sh, canary.sh and smoke.sh (sourced, not run). The caller sets ${ns},
-# ${release} and ${timeout} first.
+# Functions shared by the scripts (sourced, not run). value and wait_kserve need ${ns}, ${release} and ${timeout}.
+
+lib_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# app_version: appVersion of helm/kube-sentiment (the default image tag).
+app_version() {
+  sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "${lib_root}/helm/kube-sentiment/Chart.yaml"
+}
+
+# default_image: KS_IMAGE, else kube-sentiment:<appVersion>.
+default_image() {
+  printf '%s\n' "${KS_IMAGE:-kube-sentiment:$(app_version)}"
+}
 
 # value <dotted.key>: one value of the release's computed values in ${ns} (helm get values --all).
 value() {
@@ -10,6 +21,37 @@ v = json.load(sys.stdin)
 for key in sys.argv[1].split("."):
     v = v.get(key) if isinstance(v, dict) else None
 print("" if v is None else str(v).lower() if isinstance(v, bool) else v)' "$1"
+}
+
+# wait_job <namespace> <job> <timeout>: wait until the Job completes (0) or fails (1), whichever comes first.
+wait_job() {
+  local job_ns="$1" job="$2" limit="$3" done_pid failed_pid state
+  kubectl -n "${job_ns}" wait --for=condition=Complete "job/${job}" --timeout="${limit}" >/dev/null 2>&1 &
+  done_pid=$!
+  kubectl -n "${job_ns}" wait --for=condition=Failed "job/${job}" --timeout="${limit}" >/dev/null 2>&1 &
+  failed_pid=$!
+  wait -n "${done_pid}" "${failed_pid}" || true
+  kill "${done_pid}" "${failed_pid}" 2>/dev/null || true
+  wait "${done_pid}" "${failed_pid}" 2>/dev/null || true
+  state="$(kubectl -n "${job_ns}" get "job/${job}" \
+    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)"
+  printf '[lib] job %s/%s: %s\n' "${job_ns}" "${job}" "${state:-no terminal condition within ${limit}}" >&2
+  [[ " ${state} " == *" Complete "* ]]
+}
+
+# run_in_image <namespace> <image> <command...>: run a command in a one-shot pod of <image> (restricted Pod
+# Security: non-root, no privilege escalation, no capabilities, no service account token) and print its output.
+run_in_image() {
+  local pod_ns="$1" img="$2" name
+  shift 2
+  name="ks-run-${RANDOM}${RANDOM}"
+  kubectl -n "${pod_ns}" run "${name}" --image="${img}" --restart=Never --rm --attach --quiet \
+    --pod-running-timeout=5m --override-type=strategic --overrides='{"spec": {"automountServiceAccountToken": false,
+  "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001,
+                      "seccompProfile": {"type": "RuntimeDefault"}},
+  "containers": [{"name": "'"${name}"'",
+    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}' \
+    --command -- "$@"
 }
 
 # wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates

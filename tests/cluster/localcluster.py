@@ -113,8 +113,9 @@ class Component:
             return "(no log)"
 
 
-def _write_pki(pki: Path) -> tuple[Path, Path, Path, Path]:
-    """Create a CA, an API-server serving certificate for 127.0.0.1/localhost and a service-account key."""
+def _write_pki(pki: Path, advertise_address: str = "127.0.0.1") -> tuple[Path, Path, Path, Path]:
+    """Create a CA, an API-server serving certificate for 127.0.0.1/localhost (and the advertise address), a client
+    certificate the API server presents to kubelets (``apiserver-kubelet-client``) and a service-account key."""
     pki.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
 
@@ -174,6 +175,11 @@ def _write_pki(pki: Path) -> tuple[Path, Path, Path, Path]:
                     x509.DNSName("kubernetes.default.svc"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(service_ip),
+                    *(
+                        [x509.IPAddress(ipaddress.ip_address(advertise_address))]
+                        if advertise_address != "127.0.0.1"
+                        else []
+                    ),
                 ]
             ),
             critical=False,
@@ -181,6 +187,27 @@ def _write_pki(pki: Path) -> tuple[Path, Path, Path, Path]:
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    client_key = key()
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (pki / "apiserver-kubelet-client.crt").write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    write_key(pki / "apiserver-kubelet-client.key", client_key)
     ca_crt, serving_crt = pki / "ca.crt", pki / "apiserver.crt"
     serving_key_path, sa_key_path = pki / "apiserver.key", pki / "sa.key"
     ca_crt.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -211,7 +238,10 @@ class LocalCluster:
 
     workdir: Path
     bin_dir: Path
+    #: kwok fake nodes; 0 starts no kwok (the real-pods tier joins a real kubelet instead).
     nodes: int = 2
+    #: Address the API server advertises (a real node's bridge address; loopback for the kwok tier).
+    advertise_address: str = "127.0.0.1"
     #: Kill the components when this Python process dies (the pytest fixture); ``up`` leaves them running.
     die_with_parent: bool = True
     components: list[Component] = field(default_factory=list)
@@ -281,9 +311,10 @@ class LocalCluster:
     def start(self, *, timeout: float = 120) -> LocalCluster:
         """Start every component and wait until nodes are Ready and the default service account exists."""
         for name in BINARIES:
-            self._binary(name)
+            if name != "kwok" or self.nodes:
+                self._binary(name)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        ca_crt, serving_crt, serving_key, sa_key = _write_pki(self.workdir / "pki")
+        ca_crt, serving_crt, serving_key, sa_key = _write_pki(self.workdir / "pki", self.advertise_address)
         # Free ports are picked, then bound by the component a moment later; another process on this machine may
         # take one in between. That shows as "address already in use" and is worth a fresh start with new ports.
         for attempt in range(1, START_ATTEMPTS + 1):
@@ -291,7 +322,8 @@ class LocalCluster:
                 self._start_etcd(timeout)
                 self._start_apiserver(timeout, ca_crt, serving_crt, serving_key, sa_key)
                 self._start_controllers(timeout, ca_crt, sa_key)
-                self._start_kwok(timeout)
+                if self.nodes:
+                    self._start_kwok(timeout)
                 return self
             except ClusterError as error:
                 self.stop()
@@ -339,7 +371,10 @@ class LocalCluster:
                 self._binary("kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
                 "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={self.advertise_address}",
+                f"--kubelet-client-certificate={ca_crt.parent / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={ca_crt.parent / 'apiserver-kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--secure-port={port}",
                 f"--tls-cert-file={serving_crt}",
                 f"--tls-private-key-file={serving_key}",

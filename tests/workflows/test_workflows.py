@@ -281,35 +281,6 @@ def test_scripts_refuse_bad_arguments_before_touching_a_cluster(args: list[str],
         assert result.stderr.strip(), "a usage error must say what is wrong"
 
 
-def _heredoc(script: str, name: str) -> str:
-    text = (REPO / "scripts" / script).read_text()
-    match = re.search(rf"read -r -d '' {name} <<'(\w+)' \|\| true\n(.*?)\n\1\n", text, re.S)
-    assert match, f"no {name} heredoc in {script}"
-    return match.group(2)
-
-
-def test_the_grpc_client_compiles_against_the_kserve_stubs() -> None:
-    code = _heredoc("smoke.sh", "grpc_call")
-    compile(code, "smoke.sh:grpc_call", "exec")
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as rpc
-
-    tensor = pb.ModelInferRequest.InferInputTensor(
-        name="text", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[b"x"])
-    )
-    assert pb.ModelInferRequest(model_name="sentiment", inputs=[tensor]).inputs[0].contents.bytes_contents == [b"x"]
-    assert pb.ModelReadyRequest(name="sentiment").name == "sentiment"
-    assert hasattr(rpc, "GRPCInferenceServiceStub")
-
-
-def test_the_in_pod_request_loop_is_posix_sh() -> None:
-    loop = _heredoc("smoke.sh", "version_loop")
-    sh = shutil.which("dash") or shutil.which("sh")
-    assert sh
-    result = subprocess.run([sh, "-n", "-c", loop], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.fixture(scope="module")
 def helm() -> Path:
     return tool("helm")

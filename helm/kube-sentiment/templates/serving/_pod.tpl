@@ -71,6 +71,12 @@ containers:
       {{- toYaml $v.serving.probes.readiness | nindent 6 }}
     livenessProbe:
       {{- toYaml $v.serving.probes.liveness | nindent 6 }}
+    {{- if $v.serving.preStopSleepSeconds }}
+    lifecycle:
+      preStop:
+        sleep:
+          seconds: {{ $v.serving.preStopSleepSeconds }}
+    {{- end }}
     resources:
       {{- toYaml $v.serving.resources | nindent 6 }}
     securityContext:
