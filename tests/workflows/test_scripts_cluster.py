@@ -152,7 +152,7 @@ def test_canary_start_promote_and_rollback(cluster: Env) -> None:
     refused = cluster.script("canary.sh", "production", "start", "1", "30", check=False)
     assert refused.returncode != 0
     status = cluster.script("canary.sh", "production", "status").stdout
-    assert status.strip() == "revision=2 stable=1 canary=2 weight=20"
+    assert status.strip() == "revision=3 stable=1 canary=2 weight=20"  # start: ready at weight 0, then 20 %
     assert _weights(cluster) == {"stable": 80, "canary": 20}
 
     promoted = cluster.script("canary.sh", "production", "promote").stdout
