@@ -29,6 +29,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serving.__main__", "the KServe predictor: V1/V2 REST on 8080, V2 gRPC on 8081"),
     "ship": Command("serving.shipper.main", "the monitoring sidecar: spool prediction events, write them to a sink"),
     "drift": Command("control.drift.main", "compare a window of logged predictions with the training reference"),
+    "console": Command("control.console.main", "the control room: a web console over registry, drift, serving"),
     "loop": Command("control.loop", "the whole loop on this machine: MLflow, train + gate, serve, ship, drift"),
 }
 

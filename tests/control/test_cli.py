@@ -21,6 +21,7 @@ BAD_SETTINGS = {
     "serve": ("--max-texts", "KS_SERVE_MAX_TEXTS", "0"),
     "ship": ("--port", "KS_SHIP_PORT", "x"),
     "drift": ("--window", "KS_DRIFT_WINDOW", "forever"),
+    "console": ("--scrape-interval-s", "KS_CONSOLE_SCRAPE_INTERVAL_S", "0"),
     "loop": ("--traffic", "KS_LOOP_TRAFFIC", "0"),
 }
 
