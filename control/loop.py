@@ -48,6 +48,10 @@ class LoopSettings(ProcessSettings):
     """Leave MLflow, the predictor and the shipper running until Ctrl-C instead of stopping at the end."""
     deadline_s: float = Field(300.0, gt=0)
     """How long each process may take to become ready."""
+    console: bool = True
+    """Run the console (``kube-sentiment console``) over the loop's predictor, registry and reports."""
+    console_port: int = Field(8070, ge=0, le=65535)
+    """Port of the console (0, or taken: any free port)."""
 
 
 class LoopError(UnavailableError):
@@ -176,13 +180,23 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         http = f"http://127.0.0.1:{http_port}"
         _wait(lambda: _ok(f"{http}/v2/health/ready"), settings.deadline_s, "predictor", predictor,
               logs / "predictor.log")
+        console_url, console_argv = None, console_command(settings, state, tracking, result.model_name, sink)
+        if settings.console:
+            console_port = _free_port(settings.console_port)
+            console_url = f"http://127.0.0.1:{console_port}"
+            console = _start("console", [*console_argv, "--port", str(console_port), "--predictors",
+                                         f"local/stable={http}"], logs)
+            processes.append(console)
+            _wait(lambda: _ok(f"{console_url}/healthz"), settings.deadline_s, "console", console,
+                  logs / "console.log")
+            log.info("console: %s", console_url)
         texts = result.holdout_texts[: settings.traffic]
         sent = asyncio.run(send_traffic(http, f"127.0.0.1:{grpc_port}", texts))
         log.info("sent %d held-out tweets: %s", len(texts), sent)
 
         if settings.keep_running:
-            log.info("predictor: %s (gRPC 127.0.0.1:%d), MLflow: %s; Ctrl-C stops and runs drift", http, grpc_port,
-                     tracking)
+            log.info("predictor: %s (gRPC 127.0.0.1:%d), MLflow: %s, console: %s; Ctrl-C stops and runs drift",
+                     http, grpc_port, tracking, console_url)
             stop_signals = {signal.SIGINT, signal.SIGTERM}
             signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             signal.sigwait(stop_signals)
@@ -200,6 +214,8 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
             "drift_verdict": outcome.verdict,
             "drift_report_html": str(outcome.html_path),
             "drift_report_json": str(outcome.json_path),
+            "console": console_url,
+            "reopen_console": " ".join([*console_argv, "--port", str(settings.console_port)]),
             "logs": str(logs),
             "reopen_mlflow_ui": f"{BIN / 'mlflow'} server --backend-store-uri sqlite:///{state / 'mlflow.db'} "
                                 f"--artifacts-destination {state / 'mlflow-artifacts'} --port {port}",
@@ -207,6 +223,12 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+def console_command(settings: LoopSettings, state: Path, tracking: str, model: str, sink: Path) -> list[str]:
+    """``kube-sentiment console`` over the loop's registry, prediction log and drift reports."""
+    return [str(BIN / "kube-sentiment"), "console", "--tracking-uri", tracking, "--registered-model", model,
+            "--drift-dirs", str(state / "drift"), "--events-source", str(sink), "--scrape-interval-s", "2"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ def test_local_loop_trains_gates_serves_ships_and_reports_no_drift(tmp_path: Pat
     assert summary["training"]["candidate_macro_f1"] >= 0.76
     assert sum(summary["traffic"].values()) == 900 and all(summary["traffic"].values())
     assert summary["drift_verdict"] in ("ok", "warn")
+    assert summary["console"].startswith("http://127.0.0.1:")  # it answered /healthz while the loop ran
+    assert summary["reopen_console"].split()[1] == "console"
     report = json.loads(Path(summary["drift_report_json"]).read_text())
     assert sum(group["n"] for group in report["groups"]) == 900  # every prediction reached the sink once
     html = Path(summary["drift_report_html"]).read_text()

@@ -60,7 +60,7 @@ def test_overview_shows_tracks_traffic_and_verdicts(client: TestClient, console_
     assert body["latest_drift"]["run_id"] == console_world.reports[-1]
     mix = body["class_mix"]
     assert sum(map(sum, mix["tracks"]["stable"].values())) >= 700
-    assert sum(map(sum, mix["tracks"]["canary"].values())) == 100
+    assert sum(map(sum, mix["tracks"]["canary"].values())) >= 100
     assert set(mix["tracks"]["stable"]) <= set(console_world.classes) and len(mix["hours"]) == 24
     assert body["rollout"]["in_progress"] is True and body["rollout"]["latest"]["decision"] == "hold"
 
@@ -84,7 +84,7 @@ def test_models_are_the_registry(client: TestClient, console_world: ConsoleWorld
 
 
 def test_rollouts_merge_registry_tags_and_log_lines(client: TestClient, console_world: ConsoleWorld) -> None:
-    v1, v2 = console_world.versions
+    _, v2 = console_world.versions
     body = client.get("/api/rollouts", params={"environment": ENVIRONMENT}).json()
     decisions = body["decisions"]
     assert [d["decision"] for d in decisions] == ["started", "advance", "hold", "hold"]
