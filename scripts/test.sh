@@ -40,5 +40,26 @@ else
   export PATH="${tools_bin}:${PATH}"
 fi
 
+# The console's browser test drives Debian's Chromium through Debian's chromedriver (no browser download). Install them
+# when missing on Debian as root (CI runs as root); elsewhere that test is skipped loudly, naming what is missing.
+# KS_CHROMIUM / KS_CHROMEDRIVER point the test at another Chromium (the GitHub runner's preinstalled Chrome).
+if [[ -z "${KS_CHROMIUM:-}" && ( ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ) ]]; then
+  if [[ ${EUID} -eq 0 ]] && grep -qs '^ID=debian' /etc/os-release; then
+    echo "[test] installing Debian's chromium and chromium-driver for the console's browser test" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver; } >&2; then
+      echo "[test] apt-get could not install chromium: the browser test will be skipped (pytest prints why)" >&2
+    fi
+  else
+    cat >&2 <<'MSG'
+************************************************************************************************
+[test] /usr/bin/chromium or /usr/bin/chromedriver is missing and cannot be installed here (not root on Debian):
+[test] the console's browser test (tests/control/console/test_browser.py) will be SKIPPED.
+[test] Install them with: apt-get install chromium chromium-driver
+************************************************************************************************
+MSG
+  fi
+fi
+
 echo "[test] pytest: unit, integration, cluster" >&2
 exec pytest "$@"

@@ -221,12 +221,14 @@ def test_restricted_security_everywhere(helm_bin: Path) -> None:
     renders = [*all_app_renders(), ("mlflow", chartlib.objects(_render("mlflow", "mlflow", (), ())))]
     for case, objs in renders:
         for obj in objs:
-            for where, spec, _ in pod_specs(obj):
+            for where, spec, labels in pod_specs(obj):
                 ctx = f"{case}: {where}"
                 psc = spec["securityContext"]
                 assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", ctx
                 assert isinstance(psc["runAsUser"], int) and psc["runAsUser"] > 0, ctx
-                assert spec["automountServiceAccountToken"] is False, ctx
+                # The console alone reads the Kubernetes API (read-only: test_console_rbac_reads_only).
+                reads_api = labels.get("app.kubernetes.io/component") == "console"
+                assert spec["automountServiceAccountToken"] is reads_api, ctx
                 tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
                 for c in containers(spec):
                     sc = c["securityContext"]
@@ -565,6 +567,7 @@ def test_rbac_least_privilege(helm_bin: Path) -> None:
     assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
     assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding") and not by_kind(objs, "ClusterRole")
     everything = render_app("staging", "deployment", extra=(APP / "ci" / "everything-values.yaml",))
+    assert not by_kind(render_app("staging", "kserve"), "Role"), "the console (off by default) adds no Role"
     role = one(everything, "Role")
     assert role["metadata"]["name"] == "kube-sentiment-drift"
     assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
@@ -584,6 +587,78 @@ def test_network_policies_cover_every_component(helm_bin: Path) -> None:
     assert policies["train"]["spec"]["ingress"] == [] and policies["drift"]["spec"]["ingress"] == []
     ports = {p["port"] for p in policies["serving"]["spec"]["ingress"][0]["ports"]}
     assert ports == {"http", "grpc", "ship"}
+
+
+CONSOLE = APP / "ci" / "console-values.yaml"
+READ = ["get", "list", "watch"]
+
+
+def test_console_is_off_by_default(helm_bin: Path) -> None:
+    for env in ENVS:
+        for mode in MODES:
+            objs = render_app(env, mode)
+            assert not [o for o in objs if o["metadata"]["name"].endswith("-console")], (env, mode)
+
+
+def test_console_rbac_reads_only_the_charts_objects(helm_bin: Path) -> None:
+    objs = render_app("staging", "kserve", extra=(CONSOLE,))
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(objs, "Role")}
+    assert set(roles) == {"staging", "production"}
+    for namespace, role in roles.items():
+        assert role["metadata"]["name"] == "kube-sentiment-console"
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["pods", "events"], "verbs": READ},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": READ},
+            {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": READ},
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": READ},
+        ], namespace
+    for binding in by_kind(objs, "RoleBinding"):
+        assert binding["roleRef"]["name"] == "kube-sentiment-console"
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kube-sentiment-console",
+                                        "namespace": "staging"}]
+    assert not by_kind(objs, "ClusterRole") and not by_kind(objs, "ClusterRoleBinding")
+
+
+def test_console_deployment(helm_bin: Path) -> None:
+    objs = render_app("staging", "deployment", extra=(CONSOLE,))
+    deployment = one(objs, "Deployment", "-console")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["console"] and spec["serviceAccountName"] == "kube-sentiment-console"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8070}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    config = one(objs, "ConfigMap", "-console")["data"]
+    assert config["KS_CONSOLE_SOURCE"] == "kubernetes" and config["KS_CONSOLE_NAMESPACES"] == "staging,production"
+    assert config["KS_CONSOLE_HOST"] == "0.0.0.0" and config["KS_CONSOLE_SECURE_COOKIES"] == "true"
+    assert config["KS_CONSOLE_PROMETHEUS_URL"] == "http://prometheus.monitoring.svc.cluster.local:9090"
+    assert config["KS_CONSOLE_DRIFT_DIRS"] == "/var/lib/kube-sentiment/sink/drift-reports"
+    assert config["KS_CONSOLE_EVENTS_SOURCE"] == "/var/lib/kube-sentiment/sink/predictions"
+    # The token is a file from the Secret, never a value or an environment variable.
+    assert config["KS_CONSOLE_TOKEN_FILE"] == "/var/run/secrets/kube-sentiment-console/token"
+    token = next(v for v in spec["volumes"] if v["name"] == "token")
+    assert token["secret"] == {"secretName": "kube-sentiment-console", "defaultMode": 0o440,
+                               "items": [{"key": "token", "path": "token"}]}
+    assert not any("TOKEN" in e["name"] and "value" in e for e in container.get("env", []))
+    sink = next(m for m in container["volumeMounts"] if m["name"] == "sink")
+    assert sink["readOnly"] is True
+    service = one(objs, "Service", "-console")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_console_network_policy(helm_bin: Path) -> None:
+    objs = render_app("staging", "deployment", extra=(CONSOLE,))
+    policy = one(objs, "NetworkPolicy", "-console")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "console"
+    sources = policy["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {}} in sources
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}}} in sources
+    egress = policy["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+            "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]} in egress
+    predictors = next(rule for rule in egress if rule["ports"] == [{"port": 8080, "protocol": "TCP"}])
+    assert [t["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for t in predictors["to"]] == [
+        "staging", "production"]
+    assert all(t["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "serving" for t in predictors["to"])
 
 
 def test_test_pods_send_real_predictions(helm_bin: Path) -> None:

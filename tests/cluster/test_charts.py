@@ -427,3 +427,72 @@ def test_ci_scenario_is_accepted_with_strict_validation(
     kept = [doc for doc in docs if doc["kind"] not in NOT_INSTALLED_KINDS]
     assert kept, f"{scenario} renders nothing"
     server_side_strict_dry_run(cluster, yaml.safe_dump_all(kept), namespace, tmp_path)
+
+
+# -- the console's ServiceAccount ------------------------------------------------------------------------------
+def test_console_reads_the_chart_and_nothing_more(envs: Cluster, namespace: str, tmp_path: Path) -> None:
+    """`kubectl auth can-i --as` the console's ServiceAccount, then the console's own Kubernetes adapter with that
+    account's token: it reads tracks, shares, the lock and rollout Events, and is refused everything else."""
+    from kubernetes.client.exceptions import ApiException
+
+    from control.console.sources import rollouts
+    from control.console.sources.serving import KubernetesServing
+
+    cluster, release = envs, "ks-console"
+    account = f"{release}-kube-sentiment-console"
+    upgrade(cluster, release, namespace, "kube-sentiment", "--set=serving.mode=deployment",
+            "--set=shipper.enabled=false", "--set=drift.enabled=false", "--set=serving.stable.replicas=1",
+            "--set=serving.canary.enabled=true", "--set=serving.canary.modelVersion=2",
+            "--set=serving.canary.weight=20", "--set=console.enabled=true", "--set=console.readSink=false",
+            f"--set=console.namespaces={{{namespace}}}")
+
+    def can(*verb_resource: str, where: str = namespace) -> bool:
+        result = cluster.kubectl("auth", "can-i", *verb_resource, "-n", where,
+                                 f"--as=system:serviceaccount:{namespace}:{account}", check=False)
+        assert result.stdout.strip() in {"yes", "no"}, result.stderr
+        return result.stdout.strip() == "yes"
+
+    for verb in ("get", "list", "watch"):
+        for resource in ("pods", "events", "deployments.apps", "inferenceservices.serving.kserve.io",
+                         "httproutes.gateway.networking.k8s.io"):
+            assert can(verb, resource), f"the console may not {verb} {resource}"
+    for verb_resource in (("get", "secrets"), ("list", "secrets"), ("get", "configmaps"), ("create", "pods"),
+                          ("delete", "pods"), ("patch", "deployments.apps"), ("create", "events"),
+                          ("patch", "inferenceservices.serving.kserve.io"), ("create", "jobs.batch"),
+                          ("get", "pods/log"), ("create", "pods/exec"), ("list", "roles.rbac.authorization.k8s.io")):
+        assert not can(*verb_resource), f"the console may {' '.join(verb_resource)}"
+    assert not can("list", "pods", where="default") and not can("list", "pods", where="production")
+
+    # The adapter, with the ServiceAccount's own token.
+    lock = {"version": "2", "from_revision": "1", "started_at": "2026-12-01T10:00:00+00:00", "owner": "test",
+            "phase": "running"}
+    cluster.kubectl("annotate", f"deployment/{release}-kube-sentiment-stable", "-n", namespace,
+                    f"kube-sentiment/rollout={json.dumps(lock)}")
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ks-console-rollout-1", "namespace": namespace},
+             "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": namespace,
+                                "name": f"{release}-kube-sentiment-stable"},
+             "reason": "RolloutAdvanced", "message": "version 2: advance at canary 20%: every check passed",
+             "type": "Normal", "firstTimestamp": "2026-12-01T10:05:00Z", "lastTimestamp": "2026-12-01T10:05:00Z",
+             "source": {"component": "kube-sentiment-rollout"}, "count": 1}
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    cluster.kubectl("create", "-f", str(tmp_path / "event.json"))
+    token = cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    config = json.loads(cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig = tmp_path / "console-kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+    serving = KubernetesServing([namespace], 8080, 30.0, kubeconfig)
+    assert serving.environments() == ["staging"]  # the pods' kube-sentiment/environment label
+    tracks = {t.track: t for t in serving.tracks("staging")}
+    assert (tracks["stable"].model_version, tracks["stable"].weight, tracks["stable"].desired) == ("1", 80, 1)
+    assert (tracks["canary"].model_version, tracks["canary"].weight, tracks["canary"].desired) == ("2", 20, 1)
+    assert tracks["stable"].ready == tracks["canary"].ready == 1
+    assert serving.lock("staging") == lock
+    decisions = rollouts.from_events("staging", serving.events("staging"))
+    assert [(d["version"], d["decision"], d["step"]) for d in decisions] == [("2", "advance", "canary 20%")]
+    with pytest.raises(ApiException) as refused:
+        serving.core.read_namespaced_secret("anything", namespace)
+    assert refused.value.status == 403
+    with pytest.raises(ApiException) as elsewhere:
+        serving.core.list_namespaced_pod("default")
+    assert elsewhere.value.status == 403

@@ -133,6 +133,16 @@ def test_ci_runs_the_readme_test_command_and_every_linter() -> None:
     assert "continue-on-error" not in text, "a linter that cannot fail is theatre"
 
 
+def test_ci_keeps_the_console_screenshots() -> None:
+    """The browser test's screenshots (tests/control/console/test_browser.py) are an artefact of every run."""
+    job = load(REPO / ".github" / "workflows" / "ci.yaml")["jobs"]["test"]
+    names = [s.get("name", "") for s in job["steps"]]
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert names.index(upload["name"]) > next(i for i, s in enumerate(job["steps"]) if "scripts/test.sh" in
+                                                 s.get("run", ""))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "test-artifacts/console/"
+
+
 def test_no_sleeps_anywhere() -> None:
     sources = [*WORKFLOWS, *(REPO / "scripts" / s for s in OUR_SCRIPTS)]
     for path in sources:

@@ -131,3 +131,43 @@ KS_TRAIN_ACTOR: {{ .Values.train.actor | quote }}
 KS_TRAIN_OUTPUT_DIR: "/tmp/train"
 KS_TRAIN_JSON_LOGS: "true"
 {{- end }}
+
+{{/* `kube-sentiment console` (control/console/settings.py, KS_CONSOLE_*): ConfigMap data. Lists are
+comma-separated. */}}
+{{- define "kube-sentiment.env.console.config" -}}
+{{- $c := .Values.console }}
+MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
+KS_CONSOLE_REGISTERED_MODEL: {{ .Values.mlflow.registeredModel | quote }}
+KS_CONSOLE_SOURCE: "kubernetes"
+KS_CONSOLE_NAMESPACES: {{ join "," (include "kube-sentiment.consoleNamespaces" . | fromJsonArray) | quote }}
+KS_CONSOLE_HOST: "0.0.0.0"
+KS_CONSOLE_PORT: {{ $c.port | quote }}
+KS_CONSOLE_SERVING_PORT: {{ .Values.serving.ports.http | quote }}
+KS_CONSOLE_MODEL_NAME: {{ .Values.serving.modelName | quote }}
+KS_CONSOLE_SCRAPE_INTERVAL_S: {{ $c.scrapeIntervalSeconds | quote }}
+KS_CONSOLE_READ_REQUIRES_TOKEN: {{ $c.auth.readRequiresToken | quote }}
+KS_CONSOLE_SECURE_COOKIES: {{ $c.auth.secureCookies | quote }}
+KS_CONSOLE_ACTION_LOG_DIR: "/tmp/actions"
+KS_CONSOLE_JSON_LOGS: "true"
+{{- with $c.mlflowUiUrl }}
+KS_CONSOLE_MLFLOW_UI_URL: {{ . | quote }}
+{{- end }}
+{{- with $c.prometheusUrl }}
+KS_CONSOLE_PROMETHEUS_URL: {{ . | quote }}
+{{- end }}
+{{- if $c.auth.existingSecret }}
+KS_CONSOLE_TOKEN_FILE: "/var/run/secrets/kube-sentiment-console/token"
+{{- end }}
+{{- if eq .Values.shipper.sink.type "s3" }}
+KS_CONSOLE_EVENTS_SOURCE: {{ include "kube-sentiment.sinkLocation" . | quote }}
+{{- with .Values.shipper.sink.s3.endpointUrl }}
+KS_CONSOLE_S3_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.shipper.sink.s3.region }}
+KS_CONSOLE_S3_REGION: {{ . | quote }}
+{{- end }}
+{{- else if $c.readSink }}
+KS_CONSOLE_EVENTS_SOURCE: {{ include "kube-sentiment.sinkLocation" . | quote }}
+KS_CONSOLE_DRIFT_DIRS: {{ include "kube-sentiment.driftOutput" . | quote }}
+{{- end }}
+{{- end }}

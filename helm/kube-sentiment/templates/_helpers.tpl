@@ -193,3 +193,14 @@ Call with (dict "ctx" $ "file" "/serving/configmap.yaml").
 {{- define "kube-sentiment.checksum" -}}
 {{- include (print .ctx.Template.BasePath .file) .ctx | sha256sum }}
 {{- end }}
+
+{{/*
+Namespaces the console reads, as a JSON array: console.namespaces, or the release namespace alone.
+*/}}
+{{- define "kube-sentiment.consoleNamespaces" -}}
+{{- if .Values.console.namespaces }}
+{{- toJson .Values.console.namespaces }}
+{{- else }}
+{{- toJson (list .Release.Namespace) }}
+{{- end }}
+{{- end }}
