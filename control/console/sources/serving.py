@@ -230,8 +230,9 @@ class KubernetesServing:
         namespace = self.namespace(environment)
         pods: list[Any] = self.core.list_namespaced_pod(namespace, label_selector=SERVING_SELECTOR,
                                                         _request_timeout=self.timeout_s).items
-        deployments: list[Any] = self.apps.list_namespaced_deployment(namespace, label_selector=PART_OF,
-                                                           _request_timeout=self.timeout_s).items
+        # every Deployment: KServe's own (kserve mode) carry the chart's labels on their pod template only
+        deployments: list[Any] = self.apps.list_namespaced_deployment(namespace,
+                                                                      _request_timeout=self.timeout_s).items
         weights, _ = self._weights(namespace)
         groups: dict[tuple[str, str | None], Track] = {}
         for pod in pods:
@@ -243,7 +244,8 @@ class KubernetesServing:
                 track.endpoints.append(f"http://{pod.status.pod_ip}:{self.serving_port}")
         for d in deployments:
             labels = (d.spec.template.metadata.labels or {}) if d.spec and d.spec.template.metadata else {}
-            if labels.get("app.kubernetes.io/component") != "serving":
+            if labels.get("app.kubernetes.io/component") != "serving" or \
+                    labels.get("app.kubernetes.io/part-of") != "kube-sentiment":
                 continue
             key = (labels.get(TRACK_LABEL, "stable"), labels.get(VERSION_LABEL))
             track = groups.setdefault(key, Track(key[0], key[1], weights.get(key[0]), 0, None, []))

@@ -17,6 +17,7 @@
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (key === "class") node.className = value;
+      else if (key === "style") node.style.cssText = value;  // CSSOM: allowed by the CSP, unlike a style attribute
       else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else node.setAttribute(key, value === true ? "" : value);
     }
@@ -78,12 +79,16 @@
 
   // --- charts ------------------------------------------------------------------------------------------------
   // A line chart of one or more series of {x, y}; y may be null (gap). Optional horizontal thresholds.
-  function lineChart({ series, width = 300, height = 70, label, thresholds = [], yMin = 0, yMax = null, kind = "line" }) {
-    const pad = { l: 34, r: 6, t: 6, b: 14 };
+  function lineChart({ series, width = 300, height = 70, label, thresholds = [], yMin = 0, yMax = null, kind = "line",
+    xFormat = null, marks = false }) {
+    const pad = { l: 34, r: 6, t: 6, b: xFormat ? 18 : 14 };
     const xs = series.flatMap((s) => s.points.map((p) => p.x));
     const ys = series.flatMap((s) => s.points.map((p) => p.y)).filter((y) => y !== null && y !== undefined);
-    const lo = Math.min(yMin, ...ys);
-    const hi = Math.max(yMax ?? 0, ...ys, ...thresholds.map((t) => t.y)) || 1;
+    let lo = yMin === null ? Math.min(...ys) : Math.min(yMin, ...ys);
+    let hi = Math.max(yMax ?? (yMin === null ? -Infinity : 0), ...ys, ...thresholds.map((t) => t.y));
+    if (!Number.isFinite(lo) || !Number.isFinite(hi)) { lo = 0; hi = 1; }
+    if (yMin === null) { const margin = (hi - lo) * 0.15 || 0.01; lo -= margin; hi += margin; }
+    if (hi === lo) hi = lo + 1;
     const x0 = Math.min(...xs), x1 = Math.max(...xs);
     const sx = (x) => pad.l + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (width - pad.l - pad.r);
     const sy = (y) => height - pad.b - ((y - lo) / (hi - lo || 1)) * (height - pad.t - pad.b);
@@ -95,6 +100,10 @@
     for (const t of thresholds) {
       root.append(svg("line", { class: `threshold-${t.kind}`, x1: pad.l, x2: width - pad.r, y1: sy(t.y), y2: sy(t.y) },
         svg("title", {}, `${t.kind} threshold ${fmt(t.y)}`)));
+    }
+    if (xFormat && xs.length) {
+      root.append(svg("text", { x: pad.l, y: height - 3 }, xFormat(Math.min(...xs))));
+      root.append(svg("text", { x: width - pad.r, y: height - 3, "text-anchor": "end" }, xFormat(Math.max(...xs))));
     }
     let drawn = 0;
     for (const s of series) {
@@ -108,6 +117,12 @@
       if (d) root.append(svg("path", { d, fill: "none", stroke: s.colour, "stroke-width": 2, "data-series": s.name }));
       const last = s.points.filter((p) => p.y !== null && p.y !== undefined).at(-1);
       if (last) root.append(svg("circle", { cx: sx(last.x), cy: sy(last.y), r: 2.5, fill: s.colour }));
+      if (marks) {
+        for (const p of s.points.filter((p) => p.y !== null && p.y !== undefined && !p.verdict)) {
+          root.append(svg("circle", { cx: sx(p.x), cy: sy(p.y), r: 3, fill: s.colour },
+            svg("title", {}, `${s.name} ${xFormat ? xFormat(p.x) : p.x}: ${fmt(p.y)}`)));
+        }
+      }
       for (const p of s.points.filter((p) => p.verdict && p.y !== null && p.y !== undefined)) {
         root.append(svg("circle", { cx: sx(p.x), cy: sy(p.y), r: 3, fill: COLOURS[p.verdict] || "#999" },
           svg("title", {}, `${when(p.at)}: ${fmt(p.y)} (${p.verdict})`)));
@@ -128,7 +143,8 @@
       const w = (p.value / total) * width;
       root.append(svg("rect", { x, y: 0, width: Math.max(w, 0), height: 24, fill: p.colour, "data-share": p.name },
         svg("title", {}, `${p.name}: ${p.value} %`)));
-      if (w > 60) root.append(svg("text", { x: x + 6, y: 16, style: "fill:#fff;font-weight:600" }, `${p.name} ${p.value} %`));
+      const text = `${p.name} ${p.value} %`;
+      if (w > text.length * 7 + 12) root.append(svg("text", { x: x + 6, y: 16, class: "on-bar" }, text));
       x += w;
     }
     root.dataset.points = String(parts.length);
@@ -274,8 +290,9 @@
     const mirrored = data.tracks.filter((t) => t.track === "shadow");
     c.append(el("h2", {}, "Traffic split"));
     if (served.length) {
-      c.append(splitBar(served.map((t) => ({ name: `${t.track} v${t.model_version ?? "?"}`, value: t.weight, colour: COLOURS[t.track] || "#999" })),
-        `Traffic split in ${data.environment}: ` + served.map((t) => `${t.track} version ${t.model_version} ${t.weight} %`).join(", ")));
+      const parts = served.map((t) => ({ name: `${t.track} v${t.model_version ?? "?"}`, value: t.weight, colour: COLOURS[t.track] || "#999" }));
+      c.append(splitBar(parts, `Traffic split in ${data.environment}: ` + served.map((t) => `${t.track} version ${t.model_version} ${t.weight} %`).join(", ")),
+        legend(parts.map((p) => [`${p.name}: ${p.value} %`, p.colour])));
     } else {
       c.append(el("p", { class: "muted" }, "No track with a known share."));
     }
@@ -313,7 +330,8 @@
     c.append(el("h2", {}, `Macro-F1 of ${data.registered_model} by version`),
       legend([["holdout", "#10243e"], ...liveSeries.map((s) => [s.name, s.colour])]),
       lineChart({ series: [{ name: "holdout", colour: "#10243e", points: ordered.map((v) => ({ x: Number(v.version), y: v.metrics.macro_f1 ?? null })) }, ...liveSeries],
-        width: 640, height: 140, label: "Holdout macro-F1 of each registered version, and live macro-F1 where labels exist", kind: "macro-f1" }));
+        width: 640, height: 140, label: "Holdout macro-F1 of each registered version, and live macro-F1 where labels exist", kind: "macro-f1",
+        yMin: null, marks: true, xFormat: (x) => `version ${x}` }));
     const rows = data.versions.map((v) => [
       el("strong", {}, v.version),
       el("span", {}, v.aliases.length ? v.aliases.map((a) => badge(a, "alias")) : el("span", { class: "muted" }, "–")),
@@ -387,12 +405,21 @@
       for (const s of group.signals) {
         const points = s.points.map((p) => ({ x: new Date(p.at).getTime(), y: p.value, verdict: p.verdict, at: p.at }));
         grid.append(el("div", {}, el("h3", { class: "small" }, `${s.name} `, el("span", { class: "muted" }, `(${s.statistic})`)),
-          lineChart({ series: [{ name: s.name, colour: COLOURS.stable, points }], width: 300, height: 80, kind: "drift-signal",
+          lineChart({ series: [{ name: s.name, colour: COLOURS.stable, points }], width: 300, height: 84, kind: "drift-signal",
+            xFormat: (t) => when(t / 1000).slice(5, 16),
             label: `${s.name} of version ${group.model_version} ${group.track} over ${points.length} reports; warn at ${fmt(s.threshold_warn)}, drift at ${fmt(s.threshold_drift)}`,
             thresholds: [{ y: s.threshold_warn, kind: "warn" }, { y: s.threshold_drift, kind: "drift" }] })));
       }
       card.append(grid);
       c.append(card);
+    }
+    const latest = data.reports[0];
+    const steps = [...(latest.next_steps || []).map((s) => ["", s]),
+      ...latest.groups.flatMap((g) => (g.next_steps || []).map((s) => [`v${g.model_version} ${g.track}: `, s]))];
+    if (steps.length) {
+      const say = (s) => (typeof s === "string" ? s : s.text || s.action || s.message || JSON.stringify(s));
+      c.prepend(el("section", { class: "card wide", "aria-label": "next steps" }, el("h2", {}, "Next steps (latest report)"),
+        el("ul", {}, steps.map(([where, s]) => el("li", {}, where, say(s))))));
     }
     const rows = data.reports.map((r) => [when(r.generated_at), badge(r.verdict), num(r.records),
       el("span", { class: "small" }, r.groups.map((g) => el("div", {}, `v${g.model_version} ${g.track}: `, badge(g.verdict)))),

@@ -16,7 +16,9 @@ from control.console.app import create_app
 from tests.control.console.conftest import ENVIRONMENT, MODEL, ConsoleWorld
 from tests.support import wait_until
 
-pytestmark = pytest.mark.integration
+# The session's console world (conftest) starts MLflow, a shipper, two predictors and two drift runs: minutes on a
+# loaded machine, counted against the first test that asks for it.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,9 @@ import pytest
 from tests.control.console.conftest import TOKEN, ConsoleProcess, ConsoleWorld
 from tests.support import REPO, wait_until
 
-pytestmark = pytest.mark.integration
+# The session's console world (conftest) starts MLflow, a shipper, two predictors and two drift runs: minutes on a
+# loaded machine, counted against the first test that asks for it.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 CHROMIUM = Path(os.environ.get("KS_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("KS_CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -138,6 +140,14 @@ class Traffic:
         self.thread.join(timeout=30)
 
 
+def save(driver: Any, path: Path) -> None:
+    """A screenshot of the whole page (the window grown to its height, up to 3200 pixels)."""
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(1360, min(max(height, 900), 3200))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1360, 1100)
+
+
 def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProcess, console_world: ConsoleWorld,
                                       screenshots: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -159,7 +169,7 @@ def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProc
                 v not in ("0", "\u2013") for v in values[0::4] + values[2::4])
 
         wait_until(measuring, DEADLINE_S, "request rates and latencies of both tracks", interval_s=1.0)
-        driver.save_screenshot(str(screenshots / "overview.png"))
+        save(driver, screenshots / "overview.png")
     assert points(driver, "traffic-split") == [2]
     assert all(n > 0 for n in points(driver, "spark-rps")) and points(driver, "spark-latency")
     assert len(points(driver, "class-mix")) == 2 and all(n > 0 for n in points(driver, "class-mix"))
@@ -174,19 +184,19 @@ def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProc
     assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [v2, v1]
     assert "production" in rows[1].text and "promoted" in rows[1].text
     assert points(driver, "macro-f1") == [2]
-    driver.save_screenshot(str(screenshots / "models.png"))
+    save(driver, screenshots / "models.png")
 
     # Rollouts: the timeline and every decision with its checks.
     open_page(driver, f"{url}/rollouts", "svg[data-chart='rollout-timeline']", "the rollouts page")
     assert points(driver, "rollout-timeline") == [4]
     assert "class_shares_psi: 0.02 (threshold 0.1, p 0.4)" in driver.find_element(By.TAG_NAME, "table").text
-    driver.save_screenshot(str(screenshots / "rollouts.png"))
+    save(driver, screenshots / "rollouts.png")
 
     # Drift: a trend chart per signal, the reports, and one report opened.
     open_page(driver, f"{url}/drift", "svg[data-chart='drift-signal']", "the drift page")
     trends = points(driver, "drift-signal")
     assert len(trends) >= 6 and max(trends) >= 2
-    driver.save_screenshot(str(screenshots / "drift.png"))
+    save(driver, screenshots / "drift.png")
     assert not console_errors(driver)
     driver.find_element(By.CSS_SELECTOR, "table a[href^='/drift/reports/']").click()
     wait_until(lambda: driver.title.startswith("Drift report"), DEADLINE_S, "the drift report page")
@@ -208,7 +218,7 @@ def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProc
     prediction_id = driver.find_element(By.ID, "prediction-id").text
     assert prediction_id.startswith("console-") and prediction_id.endswith(":0")
     assert not console_errors(driver)
-    driver.save_screenshot(str(screenshots / "try.png"))
+    save(driver, screenshots / "try.png")
     driver.find_element(By.ID, "send-feedback").click()
     wait_until(lambda: driver.find_element(By.ID, "feedback-status").text, DEADLINE_S, "the feedback answer")
     answer = driver.find_element(By.ID, "feedback-status").text
@@ -219,4 +229,4 @@ def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProc
     else:  # the feedback endpoint (issue 16) is not on this predictor yet: the console says so, plainly
         assert "no feedback endpoint" in answer
         assert not console_errors(driver, allowed=("/api/feedback - Failed to load resource",))
-    driver.save_screenshot(str(screenshots / "try-feedback.png"))
+    save(driver, screenshots / "try-feedback.png")

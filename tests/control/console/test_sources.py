@@ -85,6 +85,7 @@ def _report(directory: Path, run_id: str, psi: float, quality: str | None) -> No
         "schema": "kube-sentiment.drift-report/v1", "run_id": run_id, "generated_at": f"{run_id[:4]}-12-01T10:00:00",
         "environment": "staging", "verdict": "ok", "records": 900, "window": {},
         "groups": [{"model_version": "3", "track": "stable", "n": 900, "verdict": "ok", "error": None,
+                    "next_steps": ["label a sample of the window"],
                     "signals": [{"name": "class_shares_psi", "family": "predicted_class", "statistic": "psi",
                                  "value": psi, "threshold_warn": 0.1, "threshold_drift": 0.25,
                                  "p_value_adjusted": 0.5, "verdict": "ok", "n": 900}]}],
@@ -108,6 +109,8 @@ def test_drift_reports_trends_and_live_quality(tmp_path: Path) -> None:
     summaries = reports.summaries("staging")
     assert [s["run_id"] for s in summaries] == ["20261201T110000Z", "20261201T100000Z"]
     assert reports.summaries("production") == []
+    # next steps (a field the reliability work adds to a group) are kept
+    assert summaries[0]["groups"][0]["next_steps"] == ["label a sample of the window"]
     (series,) = trends(summaries)
     assert [p["value"] for p in series["signals"][0]["points"]] == [0.02, 0.05]
     verdicts = latest_verdicts(summaries)[("3", "stable")]
@@ -126,3 +129,103 @@ def test_settings_refuse_what_cannot_work() -> None:
     assert s.predictor_table() == [("local", "stable", "http://127.0.0.1:8080"),
                                    ("local", "canary", "http://127.0.0.1:8081")]
     assert s.weight_table() == {("local", "canary"): 10}
+
+
+def test_prometheus_series_from_the_query_range_api() -> None:
+    """Against a stand-in answering Prometheus' HTTP API (``/api/v1/query_range``, its documented matrix result):
+    Prometheus itself cannot run here. Each PromQL query gets the series a real server would return for it."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    from control.console.sources.metrics import PrometheusMetrics
+
+    def matrix(metric: dict[str, str], values: list[object]) -> dict[str, object]:
+        return {"metric": metric, "values": [[1000.0 + 10 * i, str(v)] for i, v in enumerate(values)]}
+
+    answers = {
+        "rps": [matrix({"track": "stable"}, [4.0, 8.0]), matrix({"track": "canary"}, [1.0, 2.0])],
+        "errors": [matrix({"track": "stable"}, [0.0, 0.4])],
+        "p50": [matrix({"model_version": "3"}, [0.002, 0.003]), matrix({"model_version": "4"}, [0.004, "NaN"])],
+        "p99": [matrix({"model_version": "3"}, [0.010, 0.012])],
+        "classes": [matrix({"track": "stable", "label": "positive"}, [2.0, 3.0])],
+        "versions": [matrix({"track": "stable", "model_version": "3"}, [1, 1]),
+                     matrix({"track": "canary", "model_version": "4"}, [1, 1])],
+    }
+    prometheus = PrometheusMetrics("http://127.0.0.1:0", interval_s=10, points=2, timeout_s=5)
+    by_query = {query: answers[name] for name, query in prometheus.queries("staging").items()}
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)["query"][0]
+            asked.append(query)
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": by_query[query]}})
+            self.send_response(200 if url.path == "/api/v1/query_range" else 404)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prometheus.url = f"http://127.0.0.1:{server.server_address[1]}"
+        series = asyncio.run(prometheus.series("staging"))
+    finally:
+        server.shutdown()
+    assert all('namespace="staging"' in q for q in asked) and len(asked) == 6
+    stable, canary = series["stable"], series["canary"]
+    assert [p["rps"] for p in stable] == [4.0, 8.0] and [p["error_rate"] for p in stable] == [0.0, 0.05]
+    assert [p["p50_ms"] for p in stable] == [2.0, 3.0] and [p["p99_ms"] for p in stable] == [10.0, 12.0]
+    assert stable[1]["classes"] == {"positive": 3.0}
+    assert [p["p50_ms"] for p in canary] == [4.0, None] and [p["rps"] for p in canary] == [1.0, 2.0]
+
+
+def test_feedback_is_sent_in_the_feedback_contracts_shape() -> None:
+    """``POST /v1/feedback`` takes a list of items ``{id, label, source?, at?}`` (serving/eventlog/feedback.py of the
+    feedback work). Against a stand-in receiver (the predictor's endpoint is not on this branch yet): the body, a
+    2xx taken as accepted, a 4xx passed on with the receiver's reason, a 404 named as a missing endpoint."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from control.console.sources.predictor import PredictorClient, UpstreamError
+
+    received: list[object] = []
+    answers = iter([(202, {"accepted": 1}), (400, {"error": "item 0: label 'meh' is not one of the model's classes"}),
+                    (404, {"error": "Not Found"})])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            status, body = next(answers)
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = PredictorClient("sentiment", 5.0)
+    try:
+        ok = asyncio.run(client.feedback(url, "console-abc:0", "negative"))
+        with pytest.raises(UpstreamError) as refused:
+            asyncio.run(client.feedback(url, "console-abc:0", "meh"))
+        with pytest.raises(UpstreamError) as missing:
+            asyncio.run(client.feedback(url, "console-abc:0", "negative"))
+    finally:
+        server.shutdown()
+    assert received[0] == [{"id": "console-abc:0", "label": "negative", "source": "console"}]
+    assert ok == {"accepted": True, "prediction_id": "console-abc:0", "label": "negative",
+                  "predictor": {"accepted": 1}}
+    assert refused.value.status == 400 and "not one of the model's classes" in refused.value.message
+    assert missing.value.status == 502 and "no feedback endpoint" in missing.value.message
