@@ -141,11 +141,14 @@ class Traffic:
 
 
 def save(driver: Any, path: Path) -> None:
-    """A screenshot of the whole page (the window grown to its height, up to 3200 pixels)."""
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(1360, min(max(height, 900), 3200))
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1360, 1100)
+    """A screenshot of the whole page, beyond the window (Chromium's DevTools ``Page.captureScreenshot``)."""
+    import base64
+
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                             "clip": clip})
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def test_every_page_in_a_real_browser(browser: Any, console_process: ConsoleProcess, console_world: ConsoleWorld,
