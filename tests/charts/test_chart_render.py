@@ -590,6 +590,7 @@ def test_network_policies_cover_every_component(helm_bin: Path) -> None:
 
 
 CONSOLE = APP / "ci" / "console-values.yaml"
+BOTH = "console.namespaces={staging,production}"
 READ = ["get", "list", "watch"]
 
 
@@ -601,7 +602,9 @@ def test_console_is_off_by_default(helm_bin: Path) -> None:
 
 
 def test_console_rbac_reads_only_the_charts_objects(helm_bin: Path) -> None:
-    objs = render_app("staging", "kserve", extra=(CONSOLE,))
+    assert [r["metadata"]["namespace"] for r in by_kind(render_app("staging", "kserve", extra=(CONSOLE,)), "Role")] == [
+        "staging"]
+    objs = render_app("staging", "kserve", BOTH, extra=(CONSOLE,))
     roles = {r["metadata"]["namespace"]: r for r in by_kind(objs, "Role")}
     assert set(roles) == {"staging", "production"}
     for namespace, role in roles.items():
@@ -620,7 +623,7 @@ def test_console_rbac_reads_only_the_charts_objects(helm_bin: Path) -> None:
 
 
 def test_console_deployment(helm_bin: Path) -> None:
-    objs = render_app("staging", "deployment", extra=(CONSOLE,))
+    objs = render_app("staging", "deployment", BOTH, extra=(CONSOLE,))
     deployment = one(objs, "Deployment", "-console")
     spec = deployment["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -646,7 +649,7 @@ def test_console_deployment(helm_bin: Path) -> None:
 
 
 def test_console_network_policy(helm_bin: Path) -> None:
-    objs = render_app("staging", "deployment", extra=(CONSOLE,))
+    objs = render_app("staging", "deployment", BOTH, extra=(CONSOLE,))
     policy = one(objs, "NetworkPolicy", "-console")
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "console"
     sources = policy["spec"]["ingress"][0]["from"]
