@@ -135,7 +135,7 @@ def console_world(mlflow_server: MlflowServer, small_model: SmallModel,
     shipper.start()
     common = ["--model-dir", str(small_model.model_dir), "--environment", ENVIRONMENT, "--log-text",
               "--events-flush-interval-s", "0.1"]
-    events = {"KS_SERVE_EVENTS_URL": f"{shipper.url}/v1/events"}
+    events = {"KS_SERVE_EVENTS_DIR": str(shipper.journal_dir)}  # the journal hand-off to the sidecar
     stable = start_predictor(root, [*common, "--model-version", v1, "--track", "stable"], events)
     canary = start_predictor(root, [*common, "--model-version", v2, "--track", "canary"], events)
     texts = small_model.fresh_texts
