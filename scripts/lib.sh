@@ -39,21 +39,6 @@ wait_job() {
   [[ " ${state} " == *" Complete "* ]]
 }
 
-# run_in_image <namespace> <image> <command...>: run a command in a one-shot pod of <image> (restricted Pod
-# Security: non-root, no privilege escalation, no capabilities, no service account token) and print its output.
-run_in_image() {
-  local pod_ns="$1" img="$2" name
-  shift 2
-  name="ks-run-${RANDOM}${RANDOM}"
-  kubectl -n "${pod_ns}" run "${name}" --image="${img}" --restart=Never --rm --attach --quiet \
-    --pod-running-timeout=5m --override-type=strategic --overrides='{"spec": {"automountServiceAccountToken": false,
-  "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001,
-                      "seccompProfile": {"type": "RuntimeDefault"}},
-  "containers": [{"name": "'"${name}"'",
-    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}' \
-    --command -- "$@"
-}
-
 # wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
 # from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
 # InferenceService to be Ready. Nothing to do in deployment mode.

@@ -475,6 +475,10 @@ def test_training_job(helm_bin: Path) -> None:
         == "http://mlflow.mlflow.svc.cluster.local:5000"
     )
     assert config["KS_TRAIN_REGISTERED_MODEL"] == "sentiment"
+    assert config["KS_TRAIN_DATA_PATH"] == "/data/train.csv"
+    # An empty data path leaves the trainer on the corpus in its image (deploy.sh train --builtin-corpus).
+    builtin = one(render_app("staging", "kserve", "train.enabled=true", "train.dataPath="), "ConfigMap", "-train")
+    assert "KS_TRAIN_DATA_PATH" not in builtin["data"]
     # Same settings, same Job (an upgrade leaves it alone); changed settings, new Job (the pod template is immutable).
     assert (
         one(render_app("staging", "kserve", "train.enabled=true", "serving.canary.weight=50"), "Job")["metadata"][

@@ -126,7 +126,9 @@ KS_DRIFT_S3_REGION: {{ . | quote }}
 MLFLOW_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
 KS_TRAIN_TRACKING_URI: {{ .Values.mlflow.trackingUri | quote }}
 KS_TRAIN_REGISTERED_MODEL: {{ .Values.mlflow.registeredModel | quote }}
-KS_TRAIN_DATA_PATH: {{ .Values.train.dataPath | quote }}
+{{- with .Values.train.dataPath }}
+KS_TRAIN_DATA_PATH: {{ . | quote }}
+{{- end }}
 KS_TRAIN_ACTOR: {{ .Values.train.actor | quote }}
 KS_TRAIN_OUTPUT_DIR: "/tmp/train"
 KS_TRAIN_JSON_LOGS: "true"
