@@ -17,6 +17,10 @@ SCHEMA = "kube-sentiment.reference-profile/v1"
 CONFIDENCE_BINS = [round(x, 2) for x in np.linspace(0.0, 1.0, 21)]
 LENGTH_BINS = [0, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 280, 400, 1000, 10_000]
 SAMPLE_SIZE = 2000
+#: Holdout texts kept in the profile: the drift job's domain classifier compares windows with them, and calibrates
+#: its out-of-distribution share on them (the share of these held-out texts it flags is the share expected under no
+#: drift).
+REFERENCE_TEXTS = 2000
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
@@ -88,7 +92,7 @@ def build_profile(
             "no_known_term_share": float((oov >= 1.0).mean()),
             "sample": oov[sample].round(6).tolist(),
         },
-        "reference_texts": [texts[i] for i in sample[:1000]],
+        "reference_texts": [texts[i] for i in sample[:REFERENCE_TEXTS]],
     }
     if labels is not None:
         true = np.asarray(labels)

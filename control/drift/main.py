@@ -98,6 +98,7 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
                      "text_sample_size": settings.text_sample_size,
                      "domain_sample_size": settings.domain_sample_size},
         "groups": [reporting.group_dict(g) for g in groups],
+        "next_steps": reporting.run_next_steps(verdict, groups),
     }
     report["seconds"] = round(time.perf_counter() - started, 3)
     json_path = reporting.write_json(report, report_dir / "report.json")

@@ -53,6 +53,14 @@ class Thresholds(SettingsGroup):
     """Cross-validated AUC of the reference-vs-window domain classifier at which it warns."""
     auc_drift: float = Field(0.8, gt=0.5, le=1.0)
     """... and at which it reports drift."""
+    ood_quantile: float = Field(0.02, gt=0.0, lt=0.5)
+    """A text is out of distribution when the domain classifier scores it above all but this share of the
+    reference texts (or it has no known term); the reference texts' own share, so calibrated, is the expected
+    share under no drift."""
+    ood_warn: float = Field(0.02, gt=0.0, le=1.0)
+    """Increase of the share of out-of-distribution texts over the reference's at which the signal warns."""
+    ood_drift: float = Field(0.04, gt=0.0, le=1.0)
+    """... and at which it reports drift."""
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
     """Family-wise significance level: a signal warns or drifts only if its corrected p-value is below it."""
     correction: Literal["holm", "bonferroni", "none"] = "holm"
@@ -93,7 +101,7 @@ class DriftSettings(ProcessSettings):
     ``insufficient_data``, never drift."""
     text_sample_size: int = Field(20_000, ge=100)
     """Texts sampled per group for the out-of-vocabulary signals."""
-    domain_sample_size: int = Field(1000, ge=50)
+    domain_sample_size: int = Field(2000, ge=50)
     """Window texts sampled per group for the domain classifier (against up to as many reference texts)."""
     cv_folds: int = Field(5, ge=2, le=20)
     """Folds of the domain classifier's cross-validation."""

@@ -9,6 +9,7 @@ on noise. Too few records (or texts) give ``insufficient_data``.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from model.profile import oov_rates
 log = logging.getLogger(__name__)
 
 OK, WARN, DRIFT, INSUFFICIENT, ERROR = "ok", "warn", "drift", "insufficient_data", "error"
+_WORD = re.compile(r"(?u)\b\w\w+\b")
 VERDICT_RANK = {INSUFFICIENT: -1, OK: 0, WARN: 1, DRIFT: 2}
 
 
@@ -156,10 +158,37 @@ def text_signals(texts: list[str], ref: Reference, t: Thresholds) -> tuple[list[
     return signals, {"ref_oov": ref_rates.tolist(), "win_oov": rates.tolist()}
 
 
-def domain_signal(texts: list[str], ref: Reference, t: Thresholds, folds: int, seed: int,
-                  sample_size: int) -> tuple[Signal, dict[str, Any]]:
-    """Domain classifier: can a linear model tell reference texts from window texts? Cross-validated AUC,
-    the terms that separate them, and the window texts most unlike the reference."""
+def _ood_terms(ood: list[str], reference: list[str], limit: int = 15) -> list[dict[str, Any]]:
+    """Words that characterise the out-of-distribution texts against the reference: smoothed log ratio of the share
+    of texts containing each, for words in at least two (and 5%) of the OOD texts."""
+    if not ood:
+        return []
+
+    def doc_freq(texts: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for text in texts:
+            for term in set(_WORD.findall(text.lower())):
+                counts[term] = counts.get(term, 0) + 1
+        return counts
+
+    in_ood, in_ref = doc_freq(ood), doc_freq(reference)
+    floor = max(2, int(0.05 * len(ood)))
+    scored = [(np.log((a + 0.5) / (len(ood) + 1)) - np.log((in_ref.get(term, 0) + 0.5) / (len(reference) + 1)),
+               term, a) for term, a in in_ood.items() if a >= floor]
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    return [{"term": term, "weight": round(float(score), 3), "ood_texts": a} for score, term, a in scored[:limit]
+            if score > 0]
+
+
+def domain_signals(texts: list[str], ref: Reference, t: Thresholds, folds: int, seed: int,
+                   sample_size: int) -> tuple[list[Signal], dict[str, Any]]:
+    """Domain classifier: can a linear model tell reference texts from window texts? Two signals from its
+    out-of-fold scores: the cross-validated AUC (the window as a whole) and the share of out-of-distribution texts
+    (a partial shift: some of the window). A text is out of distribution when it scores above all but
+    ``ood_quantile`` of the reference texts, or has no known term; the reference texts go through the same
+    classifier and rule, so their own share is the share expected under no drift, and the window's share is tested
+    against it (one-sided Fisher exact test). Also the texts behind that share, the words that characterise them,
+    the terms the classifier weighs and the window texts most unlike the reference."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import SGDClassifier
@@ -173,39 +202,65 @@ def domain_signal(texts: list[str], ref: Reference, t: Thresholds, folds: int, s
         reference = [reference[i] for i in rng.choice(len(reference), sample_size, replace=False)]
     current = texts[:sample_size]
     n = len(current)
+    auc_signal = Signal("domain_classifier_auc", "domain", "auc", None, t.auc_warn, t.auc_drift,
+                        "mannwhitney_greater", None, n)
+    ood_signal = Signal("ood_share", "domain", "share_increase", None, t.ood_warn, t.ood_drift,
+                        "fisher_exact_greater", None, n)
     if n < 2 * folds or len(reference) < 2 * folds:
-        return Signal("domain_classifier_auc", "domain", "auc", None, t.auc_warn, t.auc_drift, "mannwhitney_greater",
-                      None, n), {}
+        return [auc_signal, ood_signal], {}
     corpus = reference + current
     y = np.r_[np.zeros(len(reference)), np.ones(n)]
     word = TfidfVectorizer(analyzer="word", ngram_range=(1, 1), min_df=2, sublinear_tf=True, max_features=20000)
     char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 4), min_df=2, sublinear_tf=True, max_features=20000)
     features = FeatureUnion([("word", word), ("char", char)])
     x = features.fit_transform(corpus)
-    clf = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=30, tol=1e-4, class_weight="balanced",
+    # strong regularisation: only terms that many window texts share against the reference get weight, so the few
+    # texts of a partial shift stand out of the rest of the window (a weak one lets every window text's noise in)
+    clf = SGDClassifier(loss="log_loss", alpha=1e-2, max_iter=30, tol=1e-4, class_weight="balanced",
                         random_state=seed)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a few SGD epochs are enough to rank; convergence is not the point
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
         clf.fit(x, y)
-    auc = float(roc_auc_score(y, scores))
-    p = stats.greater(scores[y == 1], scores[y == 0])
+    auc_signal.value = float(roc_auc_score(y, scores))
+    auc_signal.p_value = stats.greater(scores[y == 1], scores[y == 0])
+
+    ref_scores, win_scores = scores[: len(reference)], scores[len(reference):]
+    threshold = float(np.quantile(ref_scores, 1.0 - t.ood_quantile))
+    ref_unknown = oov_rates(reference, ref.vocabulary) >= 1.0
+    win_unknown = oov_rates(current, ref.vocabulary) >= 1.0
+    ref_flag = (ref_scores > threshold) | ref_unknown
+    win_flag = (win_scores > threshold) | win_unknown
+    k_win, k_ref = int(win_flag.sum()), int(ref_flag.sum())
+    ood_signal.value = round(k_win / n - k_ref / len(reference), 9)  # 0.06 - 0.02 is a threshold, not 0.0399...
+    ood_signal.p_value = stats.share_greater(k_win, n, k_ref, len(reference))
+    ood_signal.details = {
+        "window_share": round(k_win / n, 4), "reference_share": round(k_ref / len(reference), 4),
+        "window_ood_texts": k_win, "window_texts": n, "reference_ood_texts": k_ref, "reference_texts": len(reference),
+        "score_threshold": round(threshold, 4), "quantile": t.ood_quantile,
+        "window_by_reason": {"domain_score": int((win_scores > threshold).sum()),
+                             "no_known_term": int(win_unknown.sum())},
+    }
+
+    order = np.argsort(win_scores)[::-1]
+    ood_order = [i for i in order if win_flag[i]]
+    ood_texts = [{"text": current[i][:300], "score": round(float(win_scores[i]), 4),
+                  "reason": "no known term" if win_unknown[i] and win_scores[i] <= threshold else "domain score"}
+                 for i in ood_order[:20]]
     n_word = len(word.vocabulary_)
     coef = clf.coef_[0][:n_word]
     terms = np.array(word.get_feature_names_out())
-    order = np.argsort(coef)
-    top_window = [{"term": str(terms[i]), "weight": round(float(coef[i]), 4)} for i in order[::-1][:15]
-                  if coef[i] > 0]
-    top_reference = [{"term": str(terms[i]), "weight": round(float(coef[i]), 4)} for i in order[:15] if coef[i] < 0]
-    win_scores = scores[len(reference):]
-    examples = [{"text": current[i][:300], "score": round(float(win_scores[i]), 4)}
-                for i in np.argsort(win_scores)[::-1][:8]]
+    by_coef = np.argsort(coef)
+    top_reference = [{"term": str(terms[i]), "weight": round(float(coef[i]), 4)} for i in by_coef[:15] if coef[i] < 0]
+    examples = [{"text": current[i][:300], "score": round(float(win_scores[i]), 4)} for i in order[:8]]
     detail = {"reference_texts": len(reference), "window_texts": n, "folds": folds,
-              "top_terms_window": top_window, "top_terms_reference": top_reference, "examples": examples}
-    signal = Signal("domain_classifier_auc", "domain", "auc", auc, t.auc_warn, t.auc_drift, "mannwhitney_greater",
-                    p, n, details=detail)
-    return signal, detail
+              "ood_texts": ood_texts, "ood_count": k_win,
+              "top_terms_window": _ood_terms([current[i] for i in ood_order], reference),
+              "top_terms_reference": top_reference, "examples": examples,
+              "score_threshold": threshold, "ref_scores": ref_scores.round(4).tolist(),
+              "win_scores": win_scores.round(4).tolist()}
+    return [auc_signal, ood_signal], detail
 
 
 def evaluate_group(table: pa.Table, ref: Reference, settings: DriftSettings, model_version: str,
@@ -225,9 +280,11 @@ def evaluate_group(table: pa.Table, ref: Reference, settings: DriftSettings, mod
     chosen = rng.choice(candidates, take, replace=False) if take else np.array([], dtype=np.int64)
     texts = text_col.take(pa.array(chosen)).to_pylist() if take else []
     text_sigs, text_plots = text_signals(texts, ref, t)
-    domain, domain_detail = domain_signal(texts, ref, t, settings.cv_folds, settings.seed,
-                                          settings.domain_sample_size)
-    signals += [*text_sigs, domain]
+    domain, domain_detail = domain_signals(texts, ref, t, settings.cv_folds, settings.seed,
+                                           settings.domain_sample_size)
+    signals += [*text_sigs, *domain]
+    score_plots = {key: domain_detail.pop(key) for key in ("ref_scores", "win_scores", "score_threshold")
+                   if key in domain_detail}
     for s in signals:
         if s.n < settings.min_samples:
             s.value, s.p_value = s.value, None
@@ -237,4 +294,5 @@ def evaluate_group(table: pa.Table, ref: Reference, settings: DriftSettings, mod
         s.verdict = _verdict(s.value, p_adj, s.threshold_warn, s.threshold_drift, t.alpha)
     judged = [s.verdict for s in signals if s.verdict != INSUFFICIENT]
     verdict = max(judged, key=VERDICT_RANK.__getitem__) if judged else INSUFFICIENT
-    return GroupResult(model_version, track, n, verdict, signals, reference, domain_detail, plots | text_plots)
+    return GroupResult(model_version, track, n, verdict, signals, reference, domain_detail,
+                       plots | text_plots | score_plots)

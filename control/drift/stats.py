@@ -62,6 +62,15 @@ def share_above(successes: int, n: int, reference_share: float, reference_n: int
     return float(stats.binomtest(successes, n, p0, alternative="greater").pvalue)
 
 
+def share_greater(successes: int, n: int, reference_successes: int, reference_n: int) -> float:
+    """One-sided Fisher exact p-value that the share ``successes / n`` exceeds ``reference_successes /
+    reference_n`` (two samples: the reference share is estimated too, not known)."""
+    if n == 0 or reference_n == 0:
+        return 1.0
+    table = [[successes, n - successes], [reference_successes, reference_n - reference_successes]]
+    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+
+
 def adjust(p_values: Sequence[float | None], method: str) -> list[float | None]:
     """Holm, Bonferroni or no correction over the given p-values (``None`` entries are skipped and kept)."""
     present = [(i, p) for i, p in enumerate(p_values) if p is not None]

@@ -5,6 +5,7 @@ its journal, read with the journal's own reader."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,6 +116,25 @@ def manual_sentences(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [rng.choice(ACTIONS).format(p=rng.choice(PRODUCTS), x=rng.choice(PARTS), n=rng.randint(2, 90))
             for _ in range(n)]
+
+
+def python_doc_sentences() -> list[str]:
+    """Sentences of Python's language reference, as shipped with every Python in the standard library's
+    ``pydoc_data`` package: real, varied English prose from a domain the tweet corpus does not contain (software
+    documentation), of tweet-like length (40-160 characters; code, markup and examples left out). About 800."""
+    from pydoc_data.topics import topics
+
+    found = set()
+    for text in topics.values():
+        for paragraph in re.split(r"\n\s*\n", text):
+            if paragraph.startswith((" ", "\t")) or ">>>" in paragraph or "::" in paragraph:
+                continue  # indented code, doctests, literal blocks
+            paragraph = " ".join(paragraph.split())
+            for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraph):
+                if (40 <= len(sentence) <= 160 and sentence[0].isupper() and sentence.endswith(".")
+                        and not re.search(r"[|*=<>{}\[\]`\\]|\.\.\.", sentence)):
+                    found.add(sentence)
+    return sorted(found)
 
 
 def gibberish(n: int, seed: int = 0) -> list[str]:

@@ -41,6 +41,9 @@ class SmallModel:
     classes: tuple[str, ...]
     fresh_texts: list[str]
     train_texts: list[str]
+    unseen_texts: list[str]
+    """In-domain texts neither the model nor its profile saw: the other half of the holdout, then the training rows
+    it was not fitted on."""
 
 
 def fit_small_model(corpus: Split, directory: Path, rows: int = 3000) -> SmallModel:
@@ -55,5 +58,6 @@ def fit_small_model(corpus: Split, directory: Path, rows: int = 3000) -> SmallMo
     profile = build_profile(pipeline, texts, pipeline.predict_proba(texts), profiled["label"].tolist())
     model_dir = save_model_dir(directory / "model", pipeline, {"registered_model": "sentiment", "version": "1"},
                                profile)
-    return SmallModel(model_dir, pipeline, tuple(str(c) for c in pipeline.classes_),
-                      holdout.iloc[half:]["text"].tolist(), train["text"].tolist())
+    fresh = holdout.iloc[half:]["text"].tolist()
+    return SmallModel(model_dir, pipeline, tuple(str(c) for c in pipeline.classes_), fresh, train["text"].tolist(),
+                      fresh + corpus.train.iloc[rows:]["text"].tolist())

@@ -24,6 +24,13 @@ def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
         stats.psi([1, 2], [1, 2, 3])
 
 
+def test_share_greater_compares_two_estimated_shares() -> None:
+    assert stats.share_greater(60, 500, 40, 2000) < 1e-8  # 12 % against 2 %
+    assert stats.share_greater(12, 500, 40, 2000) > 0.05  # 2.4 % against 2 %: noise
+    assert stats.share_greater(10, 500, 40, 2000) > stats.share_greater(20, 500, 40, 2000)
+    assert stats.share_greater(0, 0, 40, 2000) == 1.0
+
+
 def test_holm_and_bonferroni_corrections() -> None:
     p = [0.01, 0.04, None, 0.03, 0.5]
     assert stats.adjust(p, "bonferroni") == [0.04, 0.16, None, 0.12, 1.0]
