@@ -8,9 +8,12 @@ has one owner. A sink (a local directory or ``s3://bucket/prefix``) holds::
 
 Partition values are path-safe (:func:`safe_partition_value`); ``date`` and ``hour`` are the UTC time of the event
 (``ts``). Object names depend only on the segment and its content, so writing a segment twice overwrites the same
-objects. Each kind of event log is an :class:`EventLog`; predictions live at the sink's root. A new kind (feedback
-events, for instance) gets its own directory, schema and entry in :data:`EVENT_LOGS`, and is read with the same
-reader.
+objects. Each kind of event log is an :class:`EventLog`; predictions live at the sink's root, feedback (ground-truth
+labels, :mod:`serving.eventlog.feedback`) under ``feedback/``::
+
+    feedback/environment=<e>/date=<YYYY-mm-dd>/hour=<HH>/<segment id>.parquet
+
+A new kind gets its own directory, schema and entry in :data:`EVENT_LOGS`, and is read with the same reader.
 """
 
 from __future__ import annotations
@@ -84,8 +87,22 @@ class EventLog:
 
 
 PREDICTIONS = EventLog("prediction", "", PARQUET_SCHEMA, PARTITION_KEYS)
+#: Columns of every feedback Parquet object (``environment``, ``date`` and ``hour`` live in the object key).
+FEEDBACK_PARQUET_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("prediction_id", pa.string()),
+        ("label", pa.string()),
+        ("source", pa.string()),
+        ("at", pa.float64()),
+        ("ts", pa.float64()),
+        ("schema", pa.string()),
+    ]
+)
+#: Ground-truth labels of logged predictions: ``ts`` is when the label was received, ``at`` when it was given.
+FEEDBACK = EventLog("feedback", "feedback/", FEEDBACK_PARQUET_SCHEMA, ("environment", "date", "hour"))
 #: Every event log a sink may hold, by kind.
-EVENT_LOGS: dict[str, EventLog] = {PREDICTIONS.kind: PREDICTIONS}
+EVENT_LOGS: dict[str, EventLog] = {PREDICTIONS.kind: PREDICTIONS, FEEDBACK.kind: FEEDBACK}
 
 
 def safe_partition_value(value: Any) -> str:

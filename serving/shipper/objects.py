@@ -1,5 +1,5 @@
-"""A sealed spool segment → the sink objects it becomes: partitioned Parquet files of its events (the layout of
-:mod:`serving.eventlog.parquet`) and one NDJSON file of its quarantined input.
+"""A sealed spool segment → the sink objects it becomes: partitioned Parquet files of its prediction events and of
+its feedback events (the layouts of :mod:`serving.eventlog.parquet`) and one NDJSON file of its quarantined input.
 
 One conversion path: the segment's event lines go through Arrow's JSON reader into the log schema in one call.
 When some line does not fit (a field of the wrong type, an unreadable line), the lines are halved until the misfits
@@ -20,8 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from serving.eventlog.parquet import PREDICTIONS, dedupe, encode_parquet, partitions, quarantine_key
-from serving.shipper.wire import HALF_PREFIX, MARKER_PREFIX, POSITION_PREFIX, QUARANTINE_PREFIX, quarantine_record
+from serving.eventlog.parquet import FEEDBACK, PREDICTIONS, dedupe, encode_parquet, partitions, quarantine_key
+from serving.shipper.wire import (
+    FEEDBACK_PREFIX,
+    HALF_PREFIX,
+    MARKER_PREFIX,
+    POSITION_PREFIX,
+    QUARANTINE_PREFIX,
+    quarantine_record,
+)
 
 SCHEMA = PREDICTIONS.schema
 #: Partition columns read from the events besides the schema's columns.
@@ -48,6 +55,7 @@ class _Lines:
     received: list[float | None] = field(default_factory=list)
     sources: list[str | None] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[bytes] = field(default_factory=list)
 
 
 def _sort_lines(lines: Sequence[bytes]) -> _Lines:
@@ -63,6 +71,8 @@ def _sort_lines(lines: Sequence[bytes]) -> _Lines:
                 received_at, source = marker["_t"], marker.get("_s")
             elif line.startswith(QUARANTINE_PREFIX):
                 out.quarantined.append(orjson.loads(line))
+            elif line.startswith(FEEDBACK_PREFIX):
+                out.feedback.append(line)
             else:
                 out.events.append(line)
                 out.received.append(received_at)
@@ -149,6 +159,27 @@ def _empty() -> pa.Table:
     return table
 
 
+def _feedback_table(lines: Sequence[bytes]) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Feedback lines (checked at ingest) as a table of the feedback schema plus ``environment``; a line that does
+    not fit is quarantined with the reason."""
+    schema = FEEDBACK.schema.append(pa.field("environment", pa.string()))
+    errors = (orjson.JSONDecodeError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError)
+    try:
+        return pa.Table.from_pylist([orjson.loads(line) for line in lines], schema=schema), []
+    except errors:
+        pass  # isolate the misfits, one line at a time (rare: every line was checked at ingest)
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            row = orjson.loads(line)
+            pa.Table.from_pylist([row], schema=schema)
+            rows.append(row)
+        except errors as e:
+            bad.append(quarantine_record(f"feedback line does not fit the feedback schema: {e}", line, None))
+    return pa.Table.from_pylist(rows, schema=schema), bad
+
+
 def segment_objects(segment_id: str, lines: Sequence[bytes]) -> tuple[list[SinkObject], int]:
     """The sink objects of a segment's spool lines, and the number of repeated event ids dropped.
 
@@ -161,7 +192,13 @@ def segment_objects(segment_id: str, lines: Sequence[bytes]) -> tuple[list[SinkO
     objects = [SinkObject(PREDICTIONS.object_key(partition, segment_id),
                           encode_parquet(table.take(pa.array(rows)).select(SCHEMA.names)), len(rows))
                for partition, rows in sorted(partitions(table).items())]
-    quarantined = sorted_lines.quarantined + misfits
+    labels, bad_labels = _feedback_table(sorted_lines.feedback)
+    labels, repeats = dedupe(labels)
+    objects += [SinkObject(FEEDBACK.object_key(partition, segment_id),
+                           encode_parquet(labels.take(pa.array(rows)).select(FEEDBACK.schema.names)), len(rows))
+                for partition, rows in sorted(partitions(labels, FEEDBACK).items())]
+    duplicates += repeats
+    quarantined = sorted_lines.quarantined + misfits + bad_labels
     if quarantined:
         body = b"".join(orjson.dumps(q) + b"\n" for q in quarantined)
         objects.append(SinkObject(quarantine_key(segment_id, quarantined[0].get("received_at")), body,

@@ -5,6 +5,8 @@ A spool line is one JSON object, of five kinds:
 * a batch marker ``{"_t": received_at, "_s": source}`` written before the events of one request;
 * a prediction event (:mod:`serving.eventlog.events` contract) exactly as received, or expanded from the
   predictor's request record; the marker before it gives its ``received_at`` and ``source``;
+* a feedback event (:mod:`serving.eventlog.feedback` contract), re-encoded so that it starts with
+  :data:`FEEDBACK_PREFIX` (its ``schema``), which is how the flusher tells it from a prediction event;
 * a quarantine record ``{"_q": reason, "raw": <text>, "received_at": ...}`` for input that broke the contract;
 * a CloudEvent half ``{"_h": "request"|"response", "ce": {ce-* headers}, "body": <text>, "received_at": ...}``
   (:mod:`serving.shipper.cloudevents`): KServe's payload logger sends request and response separately; halves are
@@ -24,12 +26,14 @@ from typing import Any
 
 import orjson
 
+from serving.eventlog import feedback
 from serving.eventlog.events import REQUEST_SCHEMA, expand_request, validate_event
 
 SOURCE_PREDICTOR = "predictor"
 SOURCE_KSERVE = "kserve-logger"
 RESERVED_KEYS = ("_t", "_s", "_q", "_h", "_j")
 MARKER_PREFIX, QUARANTINE_PREFIX, HALF_PREFIX, POSITION_PREFIX = b'{"_t"', b'{"_q"', b'{"_h"', b'{"_j"'
+FEEDBACK_PREFIX = b'{"schema":"' + feedback.SCHEMA.encode() + b'"'
 
 
 class MalformedInput(ValueError):
@@ -75,7 +79,8 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
     """Split an NDJSON body into spool lines: ``(event_lines, quarantine_lines, n_events)``.
 
     Valid events are kept byte for byte behind one batch marker, request records (``REQUEST_SCHEMA``, what the
-    predictor sends) are expanded into their events; each invalid line becomes a quarantine record.
+    predictor sends) are expanded into their events, feedback events are re-encoded (:func:`feedback_line`); each
+    invalid line becomes a quarantine record. ``n_events`` counts prediction and feedback events.
     """
     good: list[bytes] = []
     bad: list[bytes] = []
@@ -87,6 +92,9 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
             obj = orjson.loads(raw)
             if isinstance(obj, dict) and obj.get("schema") == REQUEST_SCHEMA:
                 good += expand_request(obj)
+                continue
+            if isinstance(obj, dict) and obj.get("schema") == feedback.SCHEMA:
+                good.append(feedback_line(feedback.validate_feedback(obj)))
                 continue
             obj = validate_event(obj)
             if any(k in obj for k in RESERVED_KEYS):
@@ -102,6 +110,11 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
     if good:
         good.insert(0, marker_line(received_at, SOURCE_PREDICTOR))
     return good, bad, n
+
+
+def feedback_line(event: feedback.FeedbackEvent) -> bytes:
+    """The spool line of a feedback event: its contract fields only, ``schema`` first."""
+    return orjson.dumps({key: event[key] for key in feedback.REQUIRED_FIELDS})  # type: ignore[literal-required]
 
 
 def spooled_halves(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], set[str]]:
