@@ -1,8 +1,14 @@
-"""Data stage: load a labelled corpus, clean and de-duplicate it, cut a frozen stratified holdout.
+"""Data stage: load a labelled corpus, clean and de-duplicate it, cut a frozen stratified holdout; add labelled
+production data and cut the time-based recent holdout from it.
 
 The holdout is assigned per row by a salted hash of the row's normalised text, ranked within each class, so it is
 stratified, independent of row order and the same in every run on the same data. De-duplication happens before
 the split, so no text can sit in both splits.
+
+Labelled production data (a snapshot file written by ``kube-sentiment feedback snapshot``: the logged texts of
+predictions joined to their feedback labels, with the prediction time) never touches the frozen holdout: it is
+cleaned like the corpus, every text already in the corpus (holdout or train) is dropped, and the newest rows by
+prediction time become the *recent holdout* (:func:`add_production`); the older rest is added to training.
 """
 
 from __future__ import annotations
@@ -157,6 +163,92 @@ def fingerprint(frame: pd.DataFrame) -> str:
         digest.update(line.encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def read_production(path: Path) -> pd.DataFrame:
+    """A labelled production snapshot (Parquet or CSV with ``text``, ``label`` and ``ts``, the prediction time in
+    Unix seconds); ``DataError`` naming what is missing."""
+    if not path.is_file():
+        raise DataError(f"production data not found: {path}")
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else _read_csv(path, "utf-8", ",")
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise DataError(f"cannot read production data {path}: {e}") from e
+    missing = [c for c in ("text", "label", "ts") if c not in frame.columns]
+    if missing:
+        raise DataError(f"production data {path} has no column(s) {missing}; its columns are {list(frame.columns)}")
+    ts = pd.to_numeric(frame["ts"], errors="coerce")
+    if ts.isna().any():
+        raise DataError(f"production data {path}: {int(ts.isna().sum())} row(s) have no prediction time 'ts'")
+    out = pd.DataFrame({"text": frame["text"], "label": frame["label"], "ts": ts.astype(float)})
+    log.info("read %d labelled production rows from %s", len(out), path, extra={"rows": len(out), "path": str(path)})
+    return out
+
+
+@dataclass(frozen=True)
+class WithProduction:
+    """A corpus split plus labelled production data: ``split.train`` extended by the older production rows, the
+    frozen holdout untouched, and the recent holdout (the newest production rows; empty when too few)."""
+
+    split: Split
+    recent: pd.DataFrame
+    production_fingerprint: str
+    recent_fingerprint: str | None
+    stats: dict[str, int | float]
+
+
+def add_production(base: Split, production: pd.DataFrame, *, recent_share: float, recent_min_rows: int,
+                   weight: float = 1.0) -> WithProduction:
+    """Add labelled production rows to ``base`` without leaking into either holdout.
+
+    1. Clean and de-duplicate the production rows like the corpus (same normalisation, majority label, ties dropped).
+    2. Drop every row whose text is in the frozen holdout (the leakage guard) or in the corpus's training rows (the
+       corpus label stays): production data only adds texts nobody has labelled yet.
+    3. Sort by prediction time; the newest ``recent_share`` of the rows is the recent holdout (rows of the same
+       prediction time stay together, on the side that keeps the share nearer ``recent_share``), the rest joins
+       training with sample weight ``weight``. With fewer than ``recent_min_rows`` rows for it there is no recent
+       holdout and every row joins training.
+    """
+    stats: dict[str, int | float] = {"production_rows_read": len(production)}
+    cleaned, clean_stats = clean(production[["text", "label"]], base.labels)
+    stats |= {f"production_{k}": v for k, v in clean_stats.items() if k != "rows_read"}
+    first_ts = production.assign(key=production["text"].fillna("").astype(str).map(dedup_key)).groupby("key")["ts"]
+    cleaned["ts"] = cleaned["key"].map(first_ts.min()).astype(float)  # a text seen twice counts from its first time
+    in_holdout = cleaned["key"].isin(set(base.holdout["key"]))
+    in_train = cleaned["key"].isin(set(base.train["key"])) & ~in_holdout
+    stats["production_holdout_overlap_dropped"] = int(in_holdout.sum())
+    stats["production_corpus_duplicates_dropped"] = int(in_train.sum())
+    kept = cleaned[~in_holdout & ~in_train].sort_values(["ts", "key"]).reset_index(drop=True)
+    n_recent = int(np.ceil(recent_share * len(kept))) if len(kept) else 0
+    if n_recent:  # never split one prediction time: take its rows or leave them, whichever is nearer the share
+        cutoff = kept["ts"].iloc[len(kept) - n_recent]
+        grown, shrunk = int((kept["ts"] >= cutoff).sum()), int((kept["ts"] > cutoff).sum())
+        n_recent = grown if grown - n_recent <= n_recent - shrunk else shrunk
+    if n_recent < recent_min_rows:
+        n_recent = 0
+    recent = kept.iloc[len(kept) - n_recent:] if n_recent else kept.iloc[:0]
+    older = kept.iloc[: len(kept) - n_recent].assign(weight=weight)
+    train = pd.concat([base.train, older.drop(columns="ts")], ignore_index=True)
+    stats |= {"production_train_rows": len(older), "recent_holdout_rows": len(recent),
+              "recent_holdout_from_ts": float(recent["ts"].min()) if n_recent else 0.0,
+              "train_rows": len(train)}
+    check_no_leak(train, base.holdout, recent)
+    merged = Split(train=train.reset_index(drop=True), holdout=base.holdout, labels=base.labels,
+                   data_fingerprint=base.data_fingerprint, holdout_fingerprint=base.holdout_fingerprint,
+                   stats=base.stats | {"train_rows": len(train)})
+    result = WithProduction(merged, recent.reset_index(drop=True), fingerprint(kept),
+                            fingerprint(recent) if n_recent else None, stats)
+    log.info("production data added", extra={**stats, "production_fingerprint": result.production_fingerprint[:12]})
+    return result
+
+
+def check_no_leak(train: pd.DataFrame, *holdouts: pd.DataFrame) -> None:
+    """``DataError`` when a training text (by de-duplication key) is in any holdout: a score on it would lie."""
+    keys = set(train["key"])
+    for holdout in holdouts:
+        leaked = keys & set(holdout["key"])
+        if leaked:
+            raise DataError(f"{len(leaked)} training text(s) are also in a holdout, e.g. {sorted(leaked)[:3]}")
 
 
 def split(settings: DataSettings, frame: pd.DataFrame | None = None) -> Split:

@@ -1,5 +1,18 @@
-"""The promotion gate: does the candidate beat production on the same frozen holdout, without reading sentiment
-worse on any behaviour capability (:mod:`model.behaviour`)?"""
+"""The promotion gate: does the candidate beat production on the same holdouts, without reading sentiment worse on
+any behaviour capability (:mod:`model.behaviour`)?
+
+Two holdouts can count. The *frozen* holdout is cut from the corpus once and never changes (its fingerprint is
+recorded with every decision). The *recent* holdout exists when training added labelled production data: the
+newest of it by prediction time (``model.data.add_production``), what the model meets today. The rule:
+
+* no production model yet: the candidate's frozen macro-F1 must reach ``floor``;
+* no recent holdout: the candidate must beat production on the frozen holdout by more than ``margin``;
+* with a recent holdout: the candidate must beat production by more than ``margin`` on one holdout **and** lose no
+  more than ``tolerance`` on the other. So a model retrained on a new kind of traffic passes by gaining on the
+  recent holdout without getting worse (beyond noise) on the frozen one, and a model that gains on the frozen
+  holdout cannot pass by giving up today's traffic;
+* in every case, it must lose no more than ``behaviour_margin`` on any behaviour capability.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +42,11 @@ class GateDecision:
     """The same for production, re-scored in this run (``None`` without a production model)."""
     behaviour_losses: dict[str, float] = field(default_factory=dict)
     """Capabilities on which the candidate loses more than ``behaviour_margin``, with the loss."""
+    candidate_recent_macro_f1: float | None = None
+    production_recent_macro_f1: float | None = None
+    recent_fingerprint: str | None = None
+    tolerance: float | None = None
+    """Macro-F1 the candidate may lose on one holdout while it gains on the other (only with a recent holdout)."""
 
     @property
     def decision(self) -> str:
@@ -50,6 +68,10 @@ class GateDecision:
         return tags | {"gate.decision": self.decision}
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def decide(
     candidate_macro_f1: float,
     production_macro_f1: float | None,
@@ -64,9 +86,13 @@ def decide(
     candidate_behaviour: dict[str, float] | None = None,
     production_behaviour: dict[str, float] | None = None,
     behaviour_margin: float = 0.05,
+    candidate_recent_macro_f1: float | None = None,
+    production_recent_macro_f1: float | None = None,
+    recent_fingerprint: str | None = None,
+    tolerance: float = 0.0,
 ) -> GateDecision:
-    """Pass when the candidate beats production by more than ``margin`` (or clears ``floor`` without one) and loses
-    no more than ``behaviour_margin`` on any behaviour capability that production was scored on.
+    """Apply the rule of the module docstring (the recent scores count only when both are given); behaviour counts
+    on the capabilities production was scored on.
 
     ``force`` passes whatever the numbers say and records who forced it and why; the honest verdict stays in
     ``reason``.
@@ -83,7 +109,12 @@ def decide(
         "production_behaviour": None if production_behaviour is None else {
             k: round(v, 6) for k, v in production_behaviour.items()
         },
+        "candidate_recent_macro_f1": _round(candidate_recent_macro_f1),
+        "production_recent_macro_f1": _round(production_recent_macro_f1),
+        "recent_fingerprint": recent_fingerprint,
     }
+    recent = candidate_recent_macro_f1 is not None and production_recent_macro_f1 is not None
+    common["tolerance"] = tolerance if recent and production_macro_f1 is not None else None
     losses = {
         capability: round(production_behaviour[capability] - rate, 6)
         for capability, rate in (candidate_behaviour or {}).items()
@@ -96,13 +127,31 @@ def decide(
             f"no production model yet; candidate macro-F1 {candidate_macro_f1:.4f} "
             f"{'clears' if passed else 'is below'} the floor {floor:.4f}"
         )
-    else:
+    elif not recent:
         gain = candidate_macro_f1 - production_macro_f1
         passed = gain > margin
         reason = (
             f"candidate macro-F1 {candidate_macro_f1:.4f} vs production v{production_version} "
             f"{production_macro_f1:.4f} on the same holdout: gain {gain:+.4f} "
             f"{'exceeds' if passed else 'does not exceed'} the margin {margin:.4f}"
+        )
+    else:
+        assert candidate_recent_macro_f1 is not None and production_recent_macro_f1 is not None
+        frozen = candidate_macro_f1 - production_macro_f1
+        latest = candidate_recent_macro_f1 - production_recent_macro_f1
+        gains = (frozen > margin and latest >= -tolerance, latest > margin and frozen >= -tolerance)
+        passed = any(gains)
+        if passed:
+            verdict = ("gains on the recent holdout and holds the frozen one" if gains[1]
+                       else "gains on the frozen holdout and holds the recent one")
+        elif max(frozen, latest) > margin:
+            verdict = f"gains on one holdout but loses more than the tolerance {tolerance:.4f} on the other"
+        else:
+            verdict = f"gains more than the margin {margin:.4f} on neither holdout"
+        reason = (
+            f"candidate vs production v{production_version}: frozen holdout {candidate_macro_f1:.4f} vs "
+            f"{production_macro_f1:.4f} ({frozen:+.4f}), recent holdout {candidate_recent_macro_f1:.4f} vs "
+            f"{production_recent_macro_f1:.4f} ({latest:+.4f}): {verdict}"
         )
     if losses:
         passed = False

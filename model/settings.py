@@ -41,6 +41,17 @@ class DataSettings(SettingsGroup):
     """Fewest rows accepted after cleaning and de-duplication."""
     min_rows_per_class: int = Field(5, ge=2)
     """Fewest rows of each class accepted after cleaning (each class needs rows in both splits)."""
+    production_data: Path | None = None
+    """Labelled production data to add (a Parquet snapshot written by ``kube-sentiment feedback snapshot``, or a
+    CSV/Parquet with ``text``, ``label`` and ``ts`` columns). Never enters the frozen holdout; its newest rows form
+    the recent holdout."""
+    recent_share: float = Field(0.3, gt=0.0, lt=1.0)
+    """Share of the labelled production rows, the newest by prediction time, held out as the recent holdout."""
+    recent_min_rows: int = Field(100, ge=1)
+    """Fewest rows a recent holdout needs; with fewer, every production row is used for training and the gate
+    judges on the frozen holdout alone."""
+    production_weight: float = Field(1.0, gt=0.0)
+    """Sample weight of the production rows added to training (corpus rows carry their label confidence)."""
 
 
 class ModelSettings(SettingsGroup):
@@ -114,6 +125,9 @@ class TrackingSettings(SettingsGroup):
     """Alias the gate moves to a version that passed."""
     margin: float = Field(0.002, ge=0.0, le=1.0)
     """Macro-F1 the candidate must gain over production on the same holdout to pass."""
+    tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    """With a recent holdout: macro-F1 the candidate may lose against production on the other holdout (about
+    the sampling error of macro-F1 on the frozen holdout) while it gains more than ``margin`` on one."""
     floor: float = Field(0.70, ge=0.0, le=1.0)
     """Macro-F1 the candidate must reach when no production model exists yet."""
     behaviour_margin: float = Field(0.05, ge=0.0, le=1.0)

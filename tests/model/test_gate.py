@@ -66,3 +66,29 @@ def test_forcing_past_a_behaviour_loss_keeps_the_loss_on_record() -> None:
     forced = decide(0.80, 0.78, "3", candidate_behaviour={"negation": 0.5}, production_behaviour=PRODUCTION,
                     force=True, actor="alice", force_reason="known regression, hotfix", **KW)
     assert forced.decision == "forced" and forced.behaviour_losses == {"negation": 0.4}
+RECENT = {**KW, "tolerance": 0.005, "recent_fingerprint": "rec"}
+
+
+def test_with_a_recent_holdout_a_gain_on_it_passes_when_the_frozen_one_holds() -> None:
+    passed = decide(0.7385, 0.7400, "3", candidate_recent_macro_f1=0.66, production_recent_macro_f1=0.46, **RECENT)
+    assert passed.passed and "gains on the recent holdout and holds the frozen one" in passed.reason
+    assert passed.tags()["gate.recent_fingerprint"] == "rec" and passed.tags()["gate.tolerance"] == "0.005"
+
+
+def test_with_a_recent_holdout_losing_beyond_the_tolerance_on_the_other_refuses() -> None:
+    worse_frozen = decide(0.72, 0.74, "3", candidate_recent_macro_f1=0.70, production_recent_macro_f1=0.46, **RECENT)
+    assert not worse_frozen.passed and "loses more than the tolerance 0.0050" in worse_frozen.reason
+    worse_recent = decide(0.80, 0.74, "3", candidate_recent_macro_f1=0.40, production_recent_macro_f1=0.46, **RECENT)
+    assert not worse_recent.passed
+    neither = decide(0.741, 0.74, "3", candidate_recent_macro_f1=0.461, production_recent_macro_f1=0.46, **RECENT)
+    assert not neither.passed and "on neither holdout" in neither.reason
+
+
+def test_a_gain_on_the_frozen_holdout_passes_when_the_recent_one_holds() -> None:
+    passed = decide(0.76, 0.74, "3", candidate_recent_macro_f1=0.458, production_recent_macro_f1=0.46, **RECENT)
+    assert passed.passed and "gains on the frozen holdout" in passed.reason
+
+
+def test_recent_scores_do_not_count_without_a_production_model() -> None:
+    first = decide(0.75, None, None, candidate_recent_macro_f1=0.2, production_recent_macro_f1=None, **RECENT)
+    assert first.passed and first.tolerance is None
