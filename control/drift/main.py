@@ -1,8 +1,11 @@
 """The drift job behind ``kube-sentiment drift``: read the window, judge each group, write and publish reports.
 
-Exit codes (:class:`model.errors.ExitCode`): 0 no drift (warnings included), 3 drift in at least one group, 4
-insufficient data (no group had enough records), 66 a group's reference could not be loaded (and no group drifted),
-65 unreadable prediction logs, 69 object store unreachable, 78 bad settings, 1 other error.
+With live quality on (the default), the window's feedback is joined to its predictions and each group's live
+macro-F1 judged (:mod:`control.quality`); a ``degraded`` group makes the run exit 3 like drift.
+
+Exit codes (:class:`model.errors.ExitCode`): 0 no drift (warnings included), 3 drift in at least one group or live
+quality degraded, 4 insufficient data (no group had enough records), 66 a group's reference could not be loaded
+(and no group drifted), 65 unreadable prediction logs, 69 object store unreachable, 78 bad settings, 1 other error.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class DriftOutcome:
 
     exit_code: ExitCode
     verdict: str
+    quality_verdict: str | None
     report: dict[str, Any]
     report_dir: Path
     json_path: Path
@@ -77,6 +81,22 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
                  extra={"model_version": version, "track": track, "verdict": result.verdict, "records": result.n})
         groups.append(result)
     verdict, exit_code = overall([g.verdict for g in groups])
+    quality = None
+    if settings.live_quality.quality:
+        from control.quality import report as quality_report
+
+        def known(version: str) -> tuple[tuple[str, ...], float | None] | None:
+            try:
+                ref = store.get(version)
+            except KubeSentimentError:
+                return None
+            return ref.classes, ref.holdout_macro_f1
+
+        quality = quality_report.evaluate(settings.live_quality, window.table, settings.source, start, end,
+                                          environment=settings.environment, reference=known, seed=settings.seed,
+                                          endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+        if quality.verdict == "degraded":
+            exit_code = ExitCode.DRIFT
     generated = now or datetime.now(UTC)
     run_id = generated.strftime("%Y%m%dT%H%M%SZ")
     report_dir = settings.output_dir / run_id
@@ -99,12 +119,16 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
                      "domain_sample_size": settings.domain_sample_size},
         "groups": [reporting.group_dict(g) for g in groups],
         "next_steps": reporting.run_next_steps(verdict, groups),
+        "quality": None if quality is None else quality.as_dict(),
     }
     report["seconds"] = round(time.perf_counter() - started, 3)
     json_path = reporting.write_json(report, report_dir / "report.json")
     html_path = report_dir / "report.html"
-    html_path.write_text(reporting.render_html(report, groups))
+    sections = [] if quality is None else [quality_report.render_html(quality)]
+    html_path.write_text(reporting.render_html(report, groups, sections))
     registry = metrics_registry(groups, exit_code, window.table.num_rows, time.time())
+    if quality is not None:
+        quality_report.add_metrics(registry, quality)
     publish_metrics(registry, report_dir / "metrics.prom", settings.pushgateway_url, settings.pushgateway_job,
                     {"environment": settings.environment or "all"})
     if settings.log_to_mlflow:
@@ -112,10 +136,19 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
             runs = log_to_mlflow(settings.tracking_uri, settings.registered_model, groups, report_dir, run_id,
                                  int(generated.timestamp() * 1000))
             log.info("logged drift to MLflow run(s) %s", runs)
+            if quality is not None:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+                run_ids = {g.model_version: str(g.reference["run_id"]) for g in groups if g.reference.get("run_id")}
+                quality_report.log_to_mlflow(client, settings.registered_model, quality, run_ids,
+                                             int(generated.timestamp() * 1000))
         else:
             log.warning("log_to_mlflow needs MLflow references (tracking_uri without reference_dir); skipped")
-    log.info("drift %s: report %s", verdict, html_path, extra={"verdict": verdict, "exit_code": exit_code})
-    return DriftOutcome(exit_code, verdict, report, report_dir, json_path, html_path)
+    quality_verdict = None if quality is None else quality.verdict
+    log.info("drift %s, live quality %s: report %s", verdict, quality_verdict or "off", html_path,
+             extra={"verdict": verdict, "quality_verdict": quality_verdict, "exit_code": exit_code})
+    return DriftOutcome(exit_code, verdict, quality_verdict, report, report_dir, json_path, html_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _drift(settings: DriftSettings, _: argparse.Namespace) -> Outcome:
     outcome = run(settings)
-    return Outcome(outcome.exit_code, {"verdict": outcome.verdict, "exit_code": outcome.exit_code,
+    return Outcome(outcome.exit_code, {"verdict": outcome.verdict, "quality_verdict": outcome.quality_verdict,
+                                       "exit_code": outcome.exit_code,
                                        "records": outcome.report["records"],
                                        "report_html": str(outcome.html_path), "report_json": str(outcome.json_path)})
 

@@ -25,13 +25,20 @@ class Reference:
     vocabulary: frozenset[str]
     source: str
     run_id: str | None = None
+    classes: tuple[str, ...] = ()
+    """The model's classes, in output order."""
+    holdout_macro_f1: float | None = None
+    """The version's macro-F1 on the frozen holdout (its model directory's metadata), for live quality."""
 
 
 def _from_bundle(version: str, bundle: ModelBundle, source: str, run_id: str | None) -> Reference:
     """A reference from a loaded model directory; it must carry a valid profile."""
     if bundle.profile is None:
         raise ModelArtifactError(f"{source} has no reference_profile.json; retrain or re-log the model with one")
-    return Reference(version, check_profile(bundle.profile), word_vocabulary(bundle.pipeline), source, run_id)
+    metrics = bundle.metadata.get("metrics") or {}
+    holdout = metrics.get("macro_f1") if isinstance(metrics, dict) else None
+    return Reference(version, check_profile(bundle.profile), word_vocabulary(bundle.pipeline), source, run_id,
+                     bundle.classes, float(holdout) if isinstance(holdout, int | float) else None)
 
 
 class ReferenceStore:

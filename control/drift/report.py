@@ -9,7 +9,8 @@ JSON schema ``kube-sentiment.drift-report/v1`` (documented in docs/monitoring.md
                        p_value_adjusted, n, verdict, details{}},
              domain_classifier{ood_texts[], top_terms_window[], top_terms_reference[], examples[]},
              next_steps[]},
-    next_steps[]
+    next_steps[],
+    quality{...}   live quality from feedback (control/quality/report.py), when enabled
 
 ``next_steps`` say what to do about a verdict: the run's (top level) and each group's, with the signals that fired.
 """
@@ -225,8 +226,9 @@ def _badge(verdict: str) -> str:
     return f'<span class="badge" style="background:{colour}">{html.escape(verdict.replace("_", " "))}</span>'
 
 
-def render_html(report: dict[str, Any], groups: list[GroupResult]) -> str:
-    """The self-contained HTML page (no external assets; plots are inline PNGs)."""
+def render_html(report: dict[str, Any], groups: list[GroupResult], sections: Sequence[str] = ()) -> str:
+    """The self-contained HTML page (no external assets; plots are inline PNGs); ``sections``: more HTML at the end
+    (the live quality section)."""
     e = html.escape
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -277,6 +279,7 @@ def render_html(report: dict[str, Any], groups: list[GroupResult]) -> str:
             parts.append("<p>Next steps for this group:</p><ul>")
             parts.extend(f"<li>{e(step)}</li>" for step in group_next_steps(group))
             parts.append("</ul>")
+    parts.extend(sections)
     parts.append(f"<h2>Next steps {_badge(report['verdict'])}</h2><ul>")
     parts.extend(f"<li>{e(step)}</li>" for step in report.get("next_steps", NEXT_STEPS.get(report["verdict"], [])))
     parts.append("</ul></body></html>")

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from control.quality.settings import QualitySettings
 from model.errors import ConfigError
 from model.process import ProcessSettings, SettingsGroup
 
@@ -115,6 +116,8 @@ class DriftSettings(ProcessSettings):
     """Job label of the pushed metrics."""
     log_to_mlflow: bool = False
     """Log metrics and the reports to the run of each model version (MLflow references only)."""
+    live_quality: QualitySettings = Field(default_factory=QualitySettings)
+    """Live quality from feedback (each also settable as ``KS_DRIFT_<NAME>``)."""
 
     @field_validator("window")
     @classmethod

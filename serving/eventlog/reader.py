@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -108,7 +109,7 @@ def read_window(
     membership, for a sequence) on any column, partition keys included (``{"environment": "production"}``);
     ``filter``: any further pyarrow dataset expression; ``endpoint_url``, ``region``: of an S3-compatible store.
     ``DataError`` (exit 65) when the source cannot be read, ``UnavailableError`` (exit 69) when an ``s3://`` source
-    cannot be reached.
+    cannot be reached. A log kept under its own directory (feedback) that does not exist yet is an empty window.
     """
     kind, keys = event_log.kind, event_log.partition_keys
     wanted = list(columns) if columns is not None else [*event_log.schema.names, *keys]
@@ -120,6 +121,9 @@ def read_window(
         dataset = ds.dataset(path, format="parquet", partitioning=partitioning, filesystem=fs,
                              exclude_invalid_files=False, ignore_prefixes=[".", "_", QUARANTINE_DIRECTORY, *others])
     except FileNotFoundError as e:
+        if event_log.directory and (fs is not None or Path(root).is_dir()):
+            log.warning("no %s log at %s (no %s in it yet)", kind, source, event_log.directory)
+            return Window(empty_table(wanted, event_log), start, end, 0, 0)
         raise DataError(f"cannot open the {kind} log at {source}: {e}") from e
     except OSError as e:
         if fs is not None:

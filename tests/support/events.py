@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from serving.eventlog.events import REQUEST_SCHEMA, PredictionEvent, expand_request, make_event
+from serving.eventlog.feedback import make_feedback
 from serving.eventlog.journal import JournalReader
 from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import LocalSink
@@ -56,6 +57,14 @@ def journal_events(directory: Path) -> list[dict[str, Any]]:
     finally:
         reader.close()
     return found
+
+
+def feedback_events(ids: Sequence[str], labels: Sequence[str], source: str = "api", received: float | None = None,
+                    environment: str = "test", at: float | None = None) -> list[dict[str, Any]]:
+    """Feedback events labelling the predictions ``ids`` (as the predictor's ``POST /v1/feedback`` stores them)."""
+    now = time.time() if received is None else received
+    return [dict(make_feedback(i, label, source=source, at=at, received=now, environment=environment))
+            for i, label in zip(ids, labels, strict=True)]
 
 
 def ndjson(batch: Sequence[PredictionEvent | dict[str, Any]]) -> bytes:

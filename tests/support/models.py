@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
 from model.artifacts import save_model_dir
@@ -33,8 +34,8 @@ def save_tiny(pipeline: Pipeline, path: Path) -> Path:
 
 @dataclass(frozen=True)
 class SmallModel:
-    """A small real model, its model directory with a reference profile built on one half of the frozen holdout,
-    and the other half of the holdout (never seen by the profile)."""
+    """A small real model, its model directory with a reference profile (and macro-F1) from one half of the frozen
+    holdout, and the other half of the holdout (never seen by the profile) with its labels."""
 
     model_dir: Path
     pipeline: Pipeline
@@ -44,6 +45,10 @@ class SmallModel:
     unseen_texts: list[str]
     """In-domain texts neither the model nor its profile saw: the other half of the holdout, then the training rows
     it was not fitted on."""
+    fresh_labels: list[str]
+    """The true labels of ``fresh_texts``."""
+    holdout_macro_f1: float
+    """Macro-F1 on the profiled half of the holdout (recorded in the model directory's metrics)."""
 
 
 def fit_small_model(corpus: Split, directory: Path, rows: int = 3000) -> SmallModel:
@@ -55,9 +60,13 @@ def fit_small_model(corpus: Split, directory: Path, rows: int = 3000) -> SmallMo
     half = len(holdout) // 2
     profiled = holdout.iloc[:half]
     texts = profiled["text"].tolist()
-    profile = build_profile(pipeline, texts, pipeline.predict_proba(texts), profiled["label"].tolist())
-    model_dir = save_model_dir(directory / "model", pipeline, {"registered_model": "sentiment", "version": "1"},
-                               profile)
+    probabilities = pipeline.predict_proba(texts)
+    profile = build_profile(pipeline, texts, probabilities, profiled["label"].tolist())
+    predicted = pipeline.classes_[probabilities.argmax(axis=1)]
+    holdout_f1 = float(f1_score(profiled["label"], predicted, average="macro"))
+    model_dir = save_model_dir(directory / "model", pipeline, {"registered_model": "sentiment", "version": "1",
+                                                               "metrics": {"macro_f1": holdout_f1}}, profile)
     fresh = holdout.iloc[half:]["text"].tolist()
     return SmallModel(model_dir, pipeline, tuple(str(c) for c in pipeline.classes_), fresh, train["text"].tolist(),
-                      fresh + corpus.train.iloc[rows:]["text"].tolist())
+                      fresh + corpus.train.iloc[rows:]["text"].tolist(), holdout.iloc[half:]["label"].tolist(),
+                      holdout_f1)
