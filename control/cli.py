@@ -30,6 +30,8 @@ COMMANDS: dict[str, Command] = {
     "ship": Command("serving.shipper.main", "the monitoring sidecar: spool prediction events, write them to a sink"),
     "drift": Command("control.drift.main", "compare a window of logged predictions with the training reference"),
     "console": Command("control.console.main", "the control room: a web console over registry, drift, serving"),
+    "feedback": Command("control.feedback.main", "ground-truth labels: import a file, snapshot labelled production "
+                        "data for training"),
     "loop": Command("control.loop", "the whole loop on this machine: MLflow, train + gate, serve, ship, drift"),
 }
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,6 +167,22 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+#: Parquet key-value metadata of a production snapshot: JSON with its window, sink and join counts.
+SNAPSHOT_METADATA_KEY = b"kube_sentiment.snapshot"
+
+
+def snapshot_metadata(path: Path) -> dict[str, Any]:
+    """What a production snapshot says about itself (``{}`` for a CSV or a Parquet file without it), plus its path."""
+    out: dict[str, Any] = {"path": str(path)}
+    if path.suffix.lower() == ".parquet" and path.is_file():
+        import pyarrow.parquet as pq
+
+        raw = (pq.read_schema(path).metadata or {}).get(SNAPSHOT_METADATA_KEY)
+        if raw:
+            out |= json.loads(raw)
+    return out
+
+
 def read_production(path: Path) -> pd.DataFrame:
     """A labelled production snapshot (Parquet or CSV with ``text``, ``label`` and ``ts``, the prediction time in
     Unix seconds); ``DataError`` naming what is missing."""
@@ -210,6 +228,11 @@ def add_production(base: Split, production: pd.DataFrame, *, recent_share: float
        holdout and every row joins training.
     """
     stats: dict[str, int | float] = {"production_rows_read": len(production)}
+    if production.empty:
+        log.info("no labelled production rows to add")
+        none = base.holdout.iloc[:0].assign(ts=pd.Series(dtype=float))
+        return WithProduction(base, none, fingerprint(none), None,
+                              stats | {"production_train_rows": 0, "recent_holdout_rows": 0})
     cleaned, clean_stats = clean(production[["text", "label"]], base.labels)
     stats |= {f"production_{k}": v for k, v in clean_stats.items() if k != "rows_read"}
     first_ts = production.assign(key=production["text"].fillna("").astype(str).map(dedup_key)).groupby("key")["ts"]

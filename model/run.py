@@ -78,20 +78,6 @@ def _round4(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _snapshot_metadata(path: Path | None) -> dict[str, Any]:
-    """What a production snapshot says about itself (its window, source and join counts; Parquet key-value
-    metadata ``kube_sentiment.snapshot``), plus its path."""
-    out: dict[str, Any] = {"path": str(path)}
-    if path is not None and path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        raw = meta.get(b"kube_sentiment.snapshot")
-        if raw:
-            out |= json.loads(raw)
-    return out
-
-
 def git_commit(explicit: str | None) -> str:
     """The code version: ``explicit`` (the image's build arg) or the work tree's HEAD, else ``unknown``."""
     if explicit:
@@ -177,9 +163,9 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
         mlflow.log_metrics(candidate.metrics() | candidate_behaviour.metrics())
         mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
         mlflow.log_dict(candidate_behaviour.report(), "behaviour/candidate.json")
-        if production_data is not None:
+        if production_data is not None and settings.data.production_data is not None:
             mlflow.log_params({f"data.{k}": v for k, v in production_data.stats.items()})
-            mlflow.log_dict(_snapshot_metadata(settings.data.production_data) | production_data.stats,
+            mlflow.log_dict(data.snapshot_metadata(settings.data.production_data) | production_data.stats,
                             "data/production.json")
         if candidate_recent is not None:
             mlflow.log_metrics(candidate_recent.metrics(prefix="recent."))

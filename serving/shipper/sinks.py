@@ -97,3 +97,12 @@ def build_sink(settings: ShipSettings) -> LocalSink | S3Sink:
             raise ConfigError("KS_SHIP_SINK=s3 needs KS_SHIP_S3_BUCKET")
         return S3Sink(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url, settings.s3_region)
     return LocalSink(settings.sink_dir)
+
+
+def sink_at(location: str, endpoint_url: str | None = None, region: str = "us-east-1") -> LocalSink | S3Sink:
+    """The sink at ``location``: ``s3://bucket/prefix`` or a local directory (what the readers take as ``source``)."""
+    if location.startswith("s3://"):
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        return S3Sink(bucket, f"{prefix}/" if prefix else "", endpoint_url, region)
+    return LocalSink(Path(location))

@@ -22,8 +22,11 @@ BAD_SETTINGS = {
     "ship": ("--port", "KS_SHIP_PORT", "x"),
     "drift": ("--window", "KS_DRIFT_WINDOW", "forever"),
     "console": ("--scrape-interval-s", "KS_CONSOLE_SCRAPE_INTERVAL_S", "0"),
+    "feedback": ("--window", "KS_FEEDBACK_WINDOW", "forever"),
     "loop": ("--traffic", "KS_LOOP_TRAFFIC", "0"),
 }
+#: The subcommand a command with subcommands is tested through.
+SUBCOMMAND = {"feedback": ["snapshot"]}
 
 
 def test_every_command_has_a_bad_setting_case() -> None:
@@ -51,20 +54,22 @@ def test_help_shows_flags_defaults_and_env_vars(command: str, capsys: pytest.Cap
 def test_a_bad_setting_exits_78_naming_it(command: str, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     flag, env, value = BAD_SETTINGS[command]
-    assert main([command, flag, value, "--json-logs"]) == ExitCode.BAD_CONFIG
+    sub = SUBCOMMAND.get(command, [])
+    assert main([command, *sub, flag, value, "--json-logs"]) == ExitCode.BAD_CONFIG
     err = capsys.readouterr().err
     record = json.loads(err.strip().splitlines()[-1])
     assert record["exit_code"] == 78 and f"{flag} / {env} = '{value}'" in record["msg"]
     monkeypatch.setenv(env, value)
-    assert main([command, "--json-logs"]) == ExitCode.BAD_CONFIG
+    assert main([command, *sub, "--json-logs"]) == ExitCode.BAD_CONFIG
     assert f"= '{value}'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "argv",
     [["bogus"], ["train", "--no-such-flag"], ["ship", "--port"], ["drift", "--log-to-mlflow", "yes"],
-     ["serve", "--model-dir"]],
-    ids=["unknown-command", "unknown-flag", "missing-value", "value-for-a-switch", "serve-missing-value"],
+     ["serve", "--model-dir"], ["feedback"], ["feedback", "export"], ["feedback", "import"]],
+    ids=["unknown-command", "unknown-flag", "missing-value", "value-for-a-switch", "serve-missing-value",
+         "no-subcommand", "unknown-subcommand", "import-without-file"],
 )
 def test_a_command_line_that_does_not_parse_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == ExitCode.USAGE
