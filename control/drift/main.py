@@ -1,7 +1,8 @@
 """The drift job behind ``kube-sentiment drift``: read the window, judge each group, write and publish reports.
 
 With live quality on (the default), the window's feedback is joined to its predictions and each group's live
-macro-F1 judged (:mod:`control.quality`); a ``degraded`` group makes the run exit 3 like drift.
+macro-F1 judged (:mod:`control.quality`); a ``degraded`` group makes the run exit 3 like drift. With ``retrain_on``
+set, a drift or degraded-quality verdict creates a training Job (:mod:`control.retrain`).
 
 Exit codes (:class:`model.errors.ExitCode`): 0 no drift (warnings included), 3 drift in at least one group or live
 quality degraded, 4 insufficient data (no group had enough records), 66 a group's reference could not be loaded
@@ -120,7 +121,13 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
         "groups": [reporting.group_dict(g) for g in groups],
         "next_steps": reporting.run_next_steps(verdict, groups),
         "quality": None if quality is None else quality.as_dict(),
+        "retrain": None,
     }
+    if settings.retrain.retrain_on:
+        from control.retrain import trigger
+
+        report["retrain"] = trigger(settings.retrain, verdict, None if quality is None else quality.verdict, run_id,
+                                    _why(groups, quality))
     report["seconds"] = round(time.perf_counter() - started, 3)
     json_path = reporting.write_json(report, report_dir / "report.json")
     html_path = report_dir / "report.html"
@@ -149,6 +156,16 @@ def run(settings: DriftSettings, now: datetime | None = None) -> DriftOutcome:
     log.info("drift %s, live quality %s: report %s", verdict, quality_verdict or "off", html_path,
              extra={"verdict": verdict, "quality_verdict": quality_verdict, "exit_code": exit_code})
     return DriftOutcome(exit_code, verdict, quality_verdict, report, report_dir, json_path, html_path)
+
+
+def _why(groups: Sequence[Any], quality: Any) -> str:
+    """One line naming what drifted or degraded (the created Job's reason annotation)."""
+    parts = [f"drift: version {g.model_version} {g.track}" for g in groups if g.verdict == "drift"]
+    if quality is not None:
+        parts += [f"quality degraded: version {q.model_version} {q.track} macro-F1 {q.macro_f1:.4f} "
+                  f"[{q.ci_low:.4f}, {q.ci_high:.4f}] vs holdout {q.holdout_macro_f1:.4f}"
+                  for q in quality.groups if q.verdict == "degraded"]
+    return "; ".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from control.quality.settings import QualitySettings
+from control.retrain import RetrainSettings
 from model.errors import ConfigError
 from model.process import ProcessSettings, SettingsGroup
 
@@ -118,6 +119,8 @@ class DriftSettings(ProcessSettings):
     """Log metrics and the reports to the run of each model version (MLflow references only)."""
     live_quality: QualitySettings = Field(default_factory=QualitySettings)
     """Live quality from feedback (each also settable as ``KS_DRIFT_<NAME>``)."""
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    """Which verdicts start a training Job (each also settable as ``KS_DRIFT_<NAME>``)."""
 
     @field_validator("window")
     @classmethod
