@@ -76,15 +76,18 @@ def reasons(on: tuple[str, ...], drift_verdict: str, quality_verdict: str | None
 
 
 def create_job(api_url: str, namespace: str, manifest: dict[str, Any], token: str,
-               ca: str | bool = True) -> tuple[str, str]:
-    """POST the Job; ``(outcome, message)`` with outcome ``created``, ``cooldown`` (a Job of that name exists) or
-    ``failed``."""
+               ca_file: Path | None = None) -> tuple[str, str]:
+    """POST the Job (TLS verified with ``ca_file``, else the system's CAs); ``(outcome, message)`` with outcome
+    ``created``, ``cooldown`` (a Job of that name exists) or ``failed``."""
+    import ssl
+
     import httpx
 
     url = f"{api_url}/apis/batch/v1/namespaces/{namespace}/jobs"
     name = manifest.get("metadata", {}).get("name", "?")
     try:
-        response = httpx.post(url, json=manifest, headers={"Authorization": f"Bearer {token}"}, verify=ca,
+        verify = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+        response = httpx.post(url, json=manifest, headers={"Authorization": f"Bearer {token}"}, verify=verify,
                               timeout=30)
     except httpx.HTTPError as e:
         return "failed", f"cannot reach the Kubernetes API at {api_url}: {type(e).__name__}: {e}"
@@ -129,7 +132,7 @@ def trigger(settings: RetrainSettings, drift_verdict: str, quality_verdict: str 
     metadata = manifest.setdefault("metadata", {})
     metadata.setdefault("annotations", {}).update({REASON_ANNOTATION: why[:1000], RUN_ANNOTATION: run_id})
     ca_file = sa / "ca.crt"
-    outcome, message = create_job(api, namespace, manifest, token, str(ca_file) if ca_file.is_file() else True)
+    outcome, message = create_job(api, namespace, manifest, token, ca_file if ca_file.is_file() else None)
     level = logging.ERROR if outcome == "failed" else logging.INFO
     log.log(level, "retraining (%s): %s", ", ".join(found), message,
             extra={"retrain_outcome": outcome, "retrain_reasons": found})

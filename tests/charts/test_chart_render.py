@@ -445,6 +445,13 @@ def _write(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
         ("kube-sentiment", {"tests": {"image": {"tag": "latest"}}}, "/tests/image/tag"),
         # A `$schema` key in values (an editor hint written as YAML) is a typo like any other.
         ("kube-sentiment", {"$schema": "values.schema.json"}, "additional properties '$schema' not allowed"),
+        ("kube-sentiment", {"retrain": {"trigger": {"enabled": True}}, "drift": {"enabled": False}},
+         "retrain.trigger.enabled needs drift.enabled"),
+        ("kube-sentiment", {"retrain": {"trigger": {"enabled": True}}, "rbac": {"create": False}},
+         "needs serviceAccounts.create and rbac.create"),
+        ("kube-sentiment", {"retrain": {"trigger": {"verdicts": ["drift", "always"]}}}, "/retrain/trigger/verdicts"),
+        ("kube-sentiment", {"train": {"productionData": {"enabled": True}}}, "needs serving.logText"),
+        ("kube-sentiment", {"drift": {"quality": {"lateness": "a week"}}}, "/drift/quality/lateness"),
         ("mlflow", {"backendStore": {"type": "database"}}, "existingSecret"),
         ("mlflow", {"persistance": {"enabled": True}}, "additional properties 'persistance' not allowed"),
         ("mlflow", {"resources": {"limits": {"cpu": "-1"}}}, "/resources/limits/cpu"),
@@ -579,6 +586,52 @@ def test_rbac_least_privilege(helm_bin: Path) -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kube-sentiment-drift", "namespace": "staging"}]
     drift_pod = one(everything, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert drift_pod["serviceAccountName"] == "kube-sentiment-drift"
+
+
+def test_retraining_trigger_schedule_and_production_data(helm_bin: Path) -> None:
+    objs = render_app("production", "kserve", extra=(APP / "ci" / "retrain-values.yaml",))
+    # The drift ServiceAccount may create Jobs and nothing else; no other component gets a Role.
+    role = one(objs, "Role")
+    assert role["metadata"]["name"] == "kube-sentiment-drift"
+    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]}]
+    assert not by_kind(objs, "ClusterRole") and len(by_kind(objs, "RoleBinding")) == 1
+    # The Job the drift job creates: the training template, a fixed name, the cooldown as its TTL.
+    job = json.loads(one(objs, "ConfigMap", "-retrain-job")["data"]["job.json"])
+    assert job["metadata"]["name"] == "kube-sentiment-retrain" and job["metadata"]["namespace"] == "production"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 43200
+    train_pod = job["spec"]["template"]["spec"]
+    assert train_pod["serviceAccountName"] == "kube-sentiment-train"
+    assert [c["args"] for c in train_pod["initContainers"]] == [["feedback", "snapshot"]]
+    assert train_pod["containers"][0]["args"] == ["train"]
+    config = one(objs, "ConfigMap", "-train")["data"]
+    assert config["KS_TRAIN_PRODUCTION_DATA"] == config["KS_FEEDBACK_OUT"] == "/tmp/production/production.parquet"
+    assert config["KS_FEEDBACK_SINK"] == one(objs, "ConfigMap", "-drift")["data"]["KS_DRIFT_SOURCE"]
+    assert config["KS_FEEDBACK_WINDOW"] == "14d"
+    init_env = {e["name"] for e in train_pod["initContainers"][0].get("env", [])}
+    assert init_env == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # production reads its S3 sink
+    # The drift pod: the manifest and a bound token of its own ServiceAccount, in the drift container only.
+    drift_cron = one(objs, "CronJob", "-drift")["spec"]["jobTemplate"]["spec"]["template"]
+    pod = drift_cron["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["kube-api-access"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert mounts["retrain-job"] == "/etc/kube-sentiment/retrain"
+    drift = one(objs, "ConfigMap", "-drift")["data"]
+    assert json.loads(drift["KS_DRIFT_RETRAIN_ON"]) == ["quality", "drift"]
+    assert drift["KS_DRIFT_MIN_LABELLED"] == "300" and drift["KS_DRIFT_QUALITY"] == "true"
+    assert "checksum/retrain-job" in drift_cron["metadata"]["annotations"]
+    # The schedule runs the same training template.
+    scheduled = one(objs, "CronJob", "-retrain")["spec"]
+    assert scheduled["concurrencyPolicy"] == "Forbid" and scheduled["schedule"] == "0 3 * * 0"
+    assert scheduled["jobTemplate"]["spec"]["template"]["spec"]["initContainers"] == train_pod["initContainers"]
+    assert not by_kind(objs, "Job")  # train.enabled stays off: nothing trains at install
+    egress = next(p for p in by_kind(objs, "NetworkPolicy") if p["metadata"]["name"].endswith("-drift"))
+    assert any({"port": 6443, "protocol": "TCP"} in rule.get("ports", []) for rule in egress["spec"]["egress"])
+    # Off by default: no Role, no retraining objects, no token.
+    plain = render_app("production", "kserve")
+    assert not by_kind(plain, "Role") and not [o for o in plain if "retrain" in o["metadata"]["name"]]
+    serving = one(plain, "ConfigMap", "-serving")["data"]
+    assert serving["KS_SERVE_LOG_TEXT"] == "false" and serving["KS_SERVE_FEEDBACK_MAX_ITEMS"] == "1000"
 
 
 def test_network_policies_cover_every_component(helm_bin: Path) -> None:

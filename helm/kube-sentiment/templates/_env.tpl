@@ -26,6 +26,8 @@ KS_SERVE_ENVIRONMENT: {{ .Values.environment | quote }}
 KS_SERVE_MODEL_NAME: {{ .Values.serving.modelName | quote }}
 KS_SERVE_DOWNLOAD_DIR: "/tmp/models"
 KS_SERVE_JSON_LOGS: "true"
+KS_SERVE_LOG_TEXT: {{ .Values.serving.logText | quote }}
+KS_SERVE_FEEDBACK_MAX_ITEMS: {{ .Values.serving.feedback.maxItems | quote }}
 {{- if .Values.shipper.enabled }}
 KS_SERVE_EVENTS_DIR: {{ include "kube-sentiment.journalDir" . | quote }}
 KS_SERVE_EVENTS_MAX_BYTES: {{ mul .Values.shipper.spool.journalMaxMiB 1048576 | int64 | toString | quote }}
@@ -108,6 +110,14 @@ KS_DRIFT_MIN_SAMPLES: {{ .Values.drift.minSamples | quote }}
 KS_DRIFT_OUTPUT_DIR: {{ include "kube-sentiment.driftOutput" . | quote }}
 KS_DRIFT_LOG_TO_MLFLOW: {{ .Values.drift.logToMlflow | quote }}
 KS_DRIFT_JSON_LOGS: "true"
+KS_DRIFT_QUALITY: {{ .Values.drift.quality.enabled | quote }}
+KS_DRIFT_LATENESS: {{ .Values.drift.quality.lateness | quote }}
+KS_DRIFT_MIN_LABELLED: {{ .Values.drift.quality.minLabelled | quote }}
+KS_DRIFT_MAX_F1_DROP: {{ .Values.drift.quality.maxF1Drop | quote }}
+{{- if .Values.retrain.trigger.enabled }}
+KS_DRIFT_RETRAIN_ON: {{ .Values.retrain.trigger.verdicts | toJson | quote }}
+KS_DRIFT_RETRAIN_JOB: "/etc/kube-sentiment/retrain/job.json"
+{{- end }}
 {{- with .Values.drift.pushgatewayUrl }}
 KS_DRIFT_PUSHGATEWAY_URL: {{ . | quote }}
 {{- end }}
@@ -132,6 +142,32 @@ KS_TRAIN_DATA_PATH: {{ . | quote }}
 KS_TRAIN_ACTOR: {{ .Values.train.actor | quote }}
 KS_TRAIN_OUTPUT_DIR: "/tmp/train"
 KS_TRAIN_JSON_LOGS: "true"
+{{- with .Values.train.productionData }}
+{{- if .enabled }}
+KS_TRAIN_PRODUCTION_DATA: "/tmp/production/production.parquet"
+KS_TRAIN_RECENT_SHARE: {{ .recentShare | quote }}
+KS_TRAIN_RECENT_MIN_ROWS: {{ .recentMinRows | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* `kube-sentiment feedback snapshot` (control/feedback/settings.py, KS_FEEDBACK_*), the training pod's init
+container: ConfigMap data (in the training ConfigMap). */}}
+{{- define "kube-sentiment.env.snapshot.config" -}}
+KS_FEEDBACK_SINK: {{ include "kube-sentiment.sinkLocation" . | quote }}
+KS_FEEDBACK_ENVIRONMENT: {{ .Values.environment | quote }}
+KS_FEEDBACK_WINDOW: {{ .Values.train.productionData.window | quote }}
+KS_FEEDBACK_LATENESS: {{ .Values.train.productionData.lateness | quote }}
+KS_FEEDBACK_OUT: "/tmp/production/production.parquet"
+KS_FEEDBACK_JSON_LOGS: "true"
+{{- if eq .Values.shipper.sink.type "s3" }}
+{{- with .Values.shipper.sink.s3.endpointUrl }}
+KS_FEEDBACK_S3_ENDPOINT_URL: {{ . | quote }}
+{{- end }}
+{{- with .Values.shipper.sink.s3.region }}
+KS_FEEDBACK_S3_REGION: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* `kube-sentiment console` (control/console/settings.py, KS_CONSOLE_*): ConfigMap data. Lists are

@@ -204,3 +204,22 @@ Namespaces the console reads, as a JSON array: console.namespaces, or the releas
 {{- toJson (list .Release.Namespace) }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when any training runs from this release: the chart's Job, the retraining trigger or the schedule (the
+training ConfigMap, ServiceAccount and NetworkPolicy exist then).
+*/}}
+{{- define "kube-sentiment.trainingEnabled" -}}
+{{- if or .Values.train.enabled .Values.retrain.trigger.enabled .Values.retrain.schedule.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether a component's ServiceAccount, Role and NetworkPolicy are rendered: serving always, train when any
+training runs, the others when enabled. Call with (dict "ctx" $ "component" "train"); returns "true" or "".
+*/}}
+{{- define "kube-sentiment.componentEnabled" -}}
+{{- if eq .component "serving" }}true
+{{- else if eq .component "train" }}{{ include "kube-sentiment.trainingEnabled" .ctx }}
+{{- else if (index .ctx.Values .component).enabled }}true
+{{- end }}
+{{- end }}

@@ -19,6 +19,15 @@ Checks across values that the JSON schema cannot express. Rendered (for its fail
 {{- fail (printf "shipper.spool.sizeLimit (%s) must hold shipper.spool.shipperMaxMiB (%v) + journalMaxMiB (%v) + 64 MiB = %v MiB: the kubelet evicts a pod whose emptyDir outgrows its limit" $limit $spool.shipperMaxMiB $spool.journalMaxMiB $needed) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.retrain.trigger.enabled (not .Values.drift.enabled) }}
+{{- fail "retrain.trigger.enabled needs drift.enabled: the drift job starts the retraining" }}
+{{- end }}
+{{- if and .Values.retrain.trigger.enabled (not (and .Values.serviceAccounts.create .Values.rbac.create)) }}
+{{- fail "retrain.trigger.enabled needs serviceAccounts.create and rbac.create: the drift ServiceAccount gets the Role that lets it create the training Job" }}
+{{- end }}
+{{- if and .Values.train.productionData.enabled (not .Values.serving.logText) }}
+{{- fail "train.productionData.enabled needs serving.logText: training needs the logged texts of the labelled predictions" }}
+{{- end }}
 {{- if and .Values.serving.kserve.logger.enabled (not .Values.shipper.enabled) }}
 {{- fail "serving.kserve.logger.enabled needs shipper.enabled: the logger sends to the sidecar" }}
 {{- end }}

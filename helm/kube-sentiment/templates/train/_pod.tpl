@@ -11,6 +11,36 @@ spec:
   restartPolicy: Never
   serviceAccountName: {{ include "kube-sentiment.serviceAccountName" (dict "ctx" . "component" "train") }}
   {{- include "kube-sentiment.podCommon" . | nindent 2 }}
+  {{- $production := .Values.train.productionData }}
+  {{- if $production.enabled }}
+  initContainers:
+    # The labelled production data of the last window, from the sink, for the training container (/tmp is shared).
+    - name: snapshot
+      image: {{ include "kube-sentiment.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        - feedback
+        - snapshot
+      envFrom:
+        - configMapRef:
+            name: {{ include "kube-sentiment.fullname" . }}-train
+      {{- with include "kube-sentiment.env.s3Credentials" . }}
+      env:
+        {{- . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- if eq .Values.shipper.sink.type "pvc" }}
+        - name: sink
+          mountPath: {{ .Values.shipper.sink.pvc.mountPath }}
+          readOnly: true
+        {{- end }}
+      resources:
+        {{- toYaml $production.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.containerSecurityContext | nindent 8 }}
+  {{- end }}
   containers:
     - name: train
       image: {{ include "kube-sentiment.image" . }}
@@ -38,6 +68,12 @@ spec:
         {{- toYaml .Values.containerSecurityContext | nindent 8 }}
   volumes:
     {{- include "kube-sentiment.tmpVolume" . | nindent 4 }}
+    {{- if and $production.enabled (eq .Values.shipper.sink.type "pvc") }}
+    - name: sink
+      persistentVolumeClaim:
+        claimName: {{ include "kube-sentiment.sinkClaimName" . }}
+        readOnly: true
+    {{- end }}
     {{- if .Values.train.dataClaim }}
     - name: data
       persistentVolumeClaim:
@@ -52,4 +88,31 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+Spec of a training Job (this chart's Job, the retraining trigger's and the schedule's). Call with
+(dict "ctx" $ "ttl" <seconds or nil>).
+*/}}
+{{- define "kube-sentiment.train.jobSpec" -}}
+backoffLimit: {{ .ctx.Values.train.backoffLimit }}
+activeDeadlineSeconds: {{ .ctx.Values.train.activeDeadlineSeconds }}
+{{- if not (kindIs "invalid" .ttl) }}
+ttlSecondsAfterFinished: {{ .ttl }}
+{{- end }}
+podFailurePolicy:
+  rules:
+    # Exit 10: the quality gate refused the candidate. A verdict, not an error: do not retry.
+    - action: FailJob
+      onExitCodes:
+        containerName: train
+        operator: In
+        values: [10]
+    # A pod evicted or preempted does not count against backoffLimit.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+template:
+  {{- include "kube-sentiment.train.podTemplate" .ctx | nindent 2 }}
 {{- end }}
