@@ -90,6 +90,7 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
 
     from kserve import ModelServer
 
+    from serving import feedback
     from serving.model import SentimentModel
     from serving.server import install_handlers, model_aware_dataplane
 
@@ -116,6 +117,7 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     )
     server.dataplane = model_aware_dataplane(server.registered_models)
     install_handlers(model)
+    feedback.install(model)
     if settings.load_in_background:
         server.register_model(model)
         _load_in_background(model)

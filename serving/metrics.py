@@ -114,6 +114,12 @@ class ServingMetrics:
             "kube_sentiment_events_queued", "Prediction events waiting in memory to be written.", base,
             registry=reg,
         )
+        self.feedback_items = Counter(
+            "kube_sentiment_feedback_total",
+            "Feedback items of POST /v1/feedback by outcome: accepted (stored), bad_request, too_large, unavailable, "
+            "not_ready (refused requests count 1).",
+            (*base, "outcome"), registry=reg,
+        )
         self.info = Gauge(
             "kube_sentiment_model_info", "The served model (value 1) with its version, track and inference path.",
             (*base, "track", "environment", "inference_path"), registry=reg,
@@ -158,6 +164,10 @@ class ServingMetrics:
         ``dropped_write_failed``, ``dropped_unencodable``)."""
         if n:
             self._events[outcome].inc(n)
+
+    def feedback(self, outcome: str, n: int) -> None:
+        """Count ``n`` feedback items (or one refused request) with ``outcome``."""
+        self.feedback_items.labels(*self._labels, outcome).inc(n)
 
     def queued(self, n: int) -> None:
         """Set the number of events waiting in memory."""

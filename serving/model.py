@@ -10,8 +10,8 @@ sees HTTP: it raises the typed errors of :mod:`serving.errors`, which KServe map
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "text"
 LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"
+ID_OUTPUT = "id"
+#: Response header carrying the request id; each text's prediction id is ``<request id>:<index>``.
+REQUEST_ID_HEADER = "x-request-id"
 PLATFORM = "kube-sentiment/sklearn"
 WARMUP_TEXTS = (
     "what a great day",
@@ -165,6 +168,11 @@ class SentimentModel(Model):
         self.ready = False
 
     @property
+    def metrics(self) -> ServingMetrics | None:
+        """The model's metrics (``None`` until it is loaded)."""
+        return self._metrics
+
+    @property
     def emitter(self) -> EventEmitter | None:
         """The prediction event emitter (``None`` when events are off or the model is not loaded)."""
         return self._emitter
@@ -181,10 +189,11 @@ class SentimentModel(Model):
         return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        """V2 metadata of the outputs: labels and class probabilities in class order."""
+        """V2 metadata of the outputs: labels, class probabilities in class order, prediction ids."""
         return [
             {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
             {"name": PROBA_OUTPUT, "datatype": "FP32", "shape": [-1, len(self.classes)]},
+            {"name": ID_OUTPUT, "datatype": "BYTES", "shape": [-1]},
         ]
 
     # --- inference -------------------------------------------------------------------------------------------
@@ -220,18 +229,17 @@ class SentimentModel(Model):
                 metrics.request(protocol, "internal")
             raise
         labels = self._classes_arr[probs.argmax(axis=1)]
-        # the V2 answer carries the request id; V1 needs one only for events (a uuid costs more than the rest)
+        # every text's id is <request id>:<index>, the id of its logged event and what feedback refers to
+        request_id = (body.id if is_v2 else None) or (headers or {}).get("x-request-id") or os.urandom(16).hex()
         if is_v2:
-            request_id = body.id or (headers or {}).get("x-request-id") or uuid.uuid4().hex
             response: Any = self._v2_response(body, request_id, labels, probs)
         else:
-            request_id = (headers or {}).get("x-request-id", "")
-            response = self._v1_response(labels, probs)
+            response = self._v1_response(labels, probs, request_id)
         elapsed = time.perf_counter() - started
         metrics.success(protocol, elapsed, len(texts))
         if self._emitter is not None:
-            self._emitter.submit(request_id or uuid.uuid4().hex, protocol, texts, probs, elapsed * 1000.0)
-        return response, {}
+            self._emitter.submit(request_id, protocol, texts, probs, elapsed * 1000.0)
+        return response, {REQUEST_ID_HEADER: request_id}
 
     def _explain(self, protocol: str, body: Any, headers: dict[str, str] | None, started: float) -> dict[str, Any]:
         """V1 ``:explain``: the :predict answer of every text plus, per class, the features that pushed its score
@@ -348,14 +356,22 @@ class SentimentModel(Model):
                 texts.append(item)
         return self._check_texts(texts, where)
 
-    def _v1_response(self, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-        """``{"predictions": [{"label", "probabilities": {class: p}}], "model_name", "model_version"}``."""
+    def _v1_response(self, labels: np.ndarray, probs: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
+        """``{"predictions": [{"id", "label", "probabilities": {class: p}}], "model_name", "model_version"}`` (no
+        ``id`` without a request id: an answer that is not logged has nothing to refer to)."""
         classes = self.classes
         rows = probs.tolist()
+        if request_id is None:
+            return {
+                "predictions": [{"label": label, "probabilities": dict(zip(classes, row, strict=True))}
+                                for label, row in zip(labels.tolist(), rows, strict=True)],
+                "model_name": self.name,
+                "model_version": self.version,
+            }
         return {
             "predictions": [
-                {"label": label, "probabilities": dict(zip(classes, row, strict=True))}
-                for label, row in zip(labels.tolist(), rows, strict=True)
+                {"id": f"{request_id}:{i}", "label": label, "probabilities": dict(zip(classes, row, strict=True))}
+                for i, (label, row) in enumerate(zip(labels.tolist(), rows, strict=True))
             ],
             "model_name": self.name,
             "model_version": self.version,
@@ -364,11 +380,13 @@ class SentimentModel(Model):
     def _v2_response(
         self, request: InferRequest, request_id: str, labels: np.ndarray, probs: np.ndarray
     ) -> InferResponse:
-        """Outputs ``label`` (BYTES ``[n]``) and ``probabilities`` (FP32 ``[n, classes]``)."""
+        """Outputs ``label`` (BYTES ``[n]``), ``probabilities`` (FP32 ``[n, classes]``) and ``id`` (BYTES ``[n]``,
+        each text's prediction id)."""
         n = len(labels)
         outputs = [
             InferOutput(LABEL_OUTPUT, [n], "BYTES", data=labels),
             InferOutput(PROBA_OUTPUT, [n, len(self.classes)], "FP32", data=probs.astype(np.float32)),
+            InferOutput(ID_OUTPUT, [n], "BYTES", data=np.array([f"{request_id}:{i}" for i in range(n)], dtype=object)),
         ]
         if request.use_binary_outputs:
             # KServe 0.20's to_grpc() re-encodes list data for raw (binary) responses but tests an ndarray's truth

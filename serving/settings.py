@@ -59,6 +59,10 @@ class ServeSettings(ProcessSettings):
     events_flush_interval_s: float = Field(0.2, gt=0.0, le=60.0)
     """Longest an event waits in memory before being written when fewer than a batch are queued (what a crash of
     the predictor process can lose)."""
+    feedback_max_items: int = Field(1000, ge=1, le=100_000)
+    """Most labels accepted in one ``POST /v1/feedback`` (more is a 413 asking for smaller batches)."""
+    feedback_max_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest ``POST /v1/feedback`` body accepted, in bytes (413 above it)."""
     max_batch_texts: int = Field(64, ge=1)
     """Micro-batching: most texts computed in one step on the event loop (bounds the added latency)."""
     max_queued_texts: int = Field(4096, ge=1)

@@ -23,10 +23,10 @@ import pandas as pd
 from control.feedback.settings import ImportSettings
 from model.errors import DataError, KubeSentimentError
 from model.settings import DEFAULT_LABELS
-from serving.eventlog.feedback import BadFeedback, FeedbackEvent, parse_items
+from serving.eventlog.feedback import BadFeedback, FeedbackEvent, encode, parse_items
 from serving.shipper.objects import segment_objects
 from serving.shipper.sinks import SinkError, sink_at
-from serving.shipper.wire import feedback_line, marker_line
+from serving.shipper.wire import marker_line
 
 log = logging.getLogger(__name__)
 #: Rows stored per segment (one set of objects each).
@@ -131,7 +131,7 @@ def run_import(settings: ImportSettings) -> dict[str, Any]:
         chunk = events[begin:begin + SEGMENT_ROWS]
         segment_id = f"{time.time_ns()}-import-{digest}-{begin // SEGMENT_ROWS}"
         objects, duplicates = segment_objects(segment_id, [marker_line(received, "import"),
-                                                           *map(feedback_line, chunk)])
+                                                           *map(encode, chunk)])
         try:
             for key, data, _ in objects:
                 sink.put(key, data)

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+import orjson
+
 SCHEMA = "kube-sentiment.feedback/v1"
 #: Source given to items that name none, by receiver.
 SOURCE_API, SOURCE_IMPORT = "api", "import"
@@ -75,6 +77,12 @@ def make_feedback(prediction_id: str, label: str, *, source: str, at: float | No
     return FeedbackEvent(schema=SCHEMA, id=feedback_id(prediction_id, source, label, at),
                          prediction_id=prediction_id, label=label, source=source,
                          at=received if at is None else float(at), ts=received, environment=environment)
+
+
+def encode(event: FeedbackEvent) -> bytes:
+    """The NDJSON line of a feedback event (without newline): its contract fields only, ``schema`` first, which is
+    how the sidecar tells it from a prediction event."""
+    return orjson.dumps({key: event[key] for key in REQUIRED_FIELDS})  # type: ignore[literal-required]
 
 
 def parse_time(value: Any, where: str) -> float:

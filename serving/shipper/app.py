@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from serving.bodies import BodyTooLarge, read_body
 from serving.eventlog.journal import JournalReader
 from serving.shipper.cloudevents import JoinDefaults, Joiner, make_half
 from serving.shipper.flusher import Flusher
@@ -53,10 +54,6 @@ from serving.shipper.wire import (
 
 log = logging.getLogger(__name__)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeds ``max_body_bytes``."""
 
 
 @dataclass
@@ -138,20 +135,6 @@ def build_shipper(settings: ShipSettings, sink: Sink | None = None) -> Shipper:
     return Shipper(settings, spool, the_sink, joiner, flusher, metrics)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
     """The shipper's ASGI app. Startup recovers the spool and starts the flusher; shutdown drains it."""
     shipper = build_shipper(settings, sink)
@@ -178,7 +161,7 @@ def create_app(settings: ShipSettings, sink: Sink | None = None) -> Starlette:
         if shipper.spool.is_full():
             return busy("spool_full")
         try:
-            return await _read_body(request, settings.max_body_bytes)
+            return await read_body(request, settings.max_body_bytes)
         except BodyTooLarge:
             metrics.rejected.labels("too_large").inc()
             return JSONResponse({"error": f"body exceeds {settings.max_body_bytes} bytes{hint}"}, status_code=413)

@@ -79,8 +79,9 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
     """Split an NDJSON body into spool lines: ``(event_lines, quarantine_lines, n_events)``.
 
     Valid events are kept byte for byte behind one batch marker, request records (``REQUEST_SCHEMA``, what the
-    predictor sends) are expanded into their events, feedback events are re-encoded (:func:`feedback_line`); each
-    invalid line becomes a quarantine record. ``n_events`` counts prediction and feedback events.
+    predictor sends) are expanded into their events, feedback events are re-encoded
+    (:func:`serving.eventlog.feedback.encode`); each invalid line becomes a quarantine record. ``n_events`` counts
+    prediction and feedback events.
     """
     good: list[bytes] = []
     bad: list[bytes] = []
@@ -94,7 +95,7 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
                 good += expand_request(obj)
                 continue
             if isinstance(obj, dict) and obj.get("schema") == feedback.SCHEMA:
-                good.append(feedback_line(feedback.validate_feedback(obj)))
+                good.append(feedback.encode(feedback.validate_feedback(obj)))
                 continue
             obj = validate_event(obj)
             if any(k in obj for k in RESERVED_KEYS):
@@ -110,11 +111,6 @@ def parse_ndjson(body: bytes, received_at: float) -> tuple[list[bytes], list[byt
     if good:
         good.insert(0, marker_line(received_at, SOURCE_PREDICTOR))
     return good, bad, n
-
-
-def feedback_line(event: feedback.FeedbackEvent) -> bytes:
-    """The spool line of a feedback event: its contract fields only, ``schema`` first."""
-    return orjson.dumps({key: event[key] for key in feedback.REQUIRED_FIELDS})  # type: ignore[literal-required]
 
 
 def spooled_halves(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], set[str]]:

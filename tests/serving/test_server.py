@@ -340,6 +340,7 @@ def test_metadata_names_inputs_outputs_classes_and_version(predictor: Predictor)
     assert meta["outputs"] == [
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "id", "datatype": "BYTES", "shape": [-1]},
     ]
 
     async def grpc_meta() -> pb.ModelMetadataResponse:
@@ -349,7 +350,7 @@ def test_metadata_names_inputs_outputs_classes_and_version(predictor: Predictor)
     g = asyncio.run(grpc_meta())
     assert g.platform == meta["platform"]
     assert [(t.name, t.datatype, list(t.shape)) for t in g.outputs] == [
-        ("label", "BYTES", [-1]), ("probabilities", "FP32", [-1, 3])]
+        ("label", "BYTES", [-1]), ("probabilities", "FP32", [-1, 3]), ("id", "BYTES", [-1])]
 
 
 def test_liveness_and_readiness(predictor: Predictor) -> None:
@@ -418,7 +419,10 @@ def test_every_prediction_becomes_an_event(predictor: Predictor) -> None:
     texts = ["events are a contract", "second text"]
     r = httpx.post(predictor.http + V1, json={"instances": texts}, headers={"x-request-id": "evt-v1"}, timeout=10)
     assert r.status_code == 200
-    asyncio.run(grpc_infer(predictor, [t.encode() for t in texts], request_id="evt-grpc"))
+    response = asyncio.run(grpc_infer(predictor, [t.encode() for t in texts], request_id="evt-grpc"))
+    grpc_ids = next(o for o in response.outputs if o.name == "id").as_numpy().tolist()  # type: ignore[attr-defined]
+    assert [i.decode() if isinstance(i, bytes) else i for i in grpc_ids] == ["evt-grpc:0", "evt-grpc:1"]
+    assert [p["id"] for p in r.json()["predictions"]] == ["evt-v1:0", "evt-v1:1"]  # the ids the events carry
 
     def mine() -> list[dict]:
         assert predictor.events_dir is not None
