@@ -5,6 +5,7 @@ alias is moved to the promoted version (what a deployment does) → the shipper 
 start as processes → held-out tweets are sent over V1 REST, V2 REST and V2 gRPC → everything shuts down
 gracefully (the shipper drains to its sink) → the drift job compares the logged window with the training
 reference. Prints where to look: a JSON summary, the only thing on stdout (``kube-sentiment loop | jq`` works).
+``--scenario feedback`` closes the loop with ground-truth labels and retraining (:mod:`control.loop_feedback`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -42,8 +43,17 @@ class LoopSettings(ProcessSettings):
     """Where the MLflow database, artefacts, spool, prediction logs and reports live."""
     mlflow_port: int = Field(5000, ge=0, le=65535)
     """Port of the local MLflow server (0: any free port)."""
+    scenario: Literal["default", "feedback"] = "default"
+    """``default``: train, serve held-out tweets, drift report. ``feedback``: hold out a topic, serve it, feed labels
+    back, let degraded live quality retrain with production data, deploy what the gate promotes, serve again
+    (``control/loop_feedback.py``)."""
     traffic: int = Field(2000, ge=1)
-    """How many held-out tweets to send through the predictor."""
+    """How many tweets to send through the predictor (the feedback scenario: of the held-out topic, then half as
+    many to the retrained version)."""
+    topic: Literal["apple", "airline", "cars"] = "apple"
+    """Feedback scenario: the topic of the corpus held out from the first training and sent as traffic."""
+    label_share: float = Field(0.6, gt=0.0, le=1.0)
+    """Feedback scenario: share of the traffic whose labels are fed back."""
     keep_running: bool = False
     """Leave MLflow, the predictor and the shipper running until Ctrl-C instead of stopping at the end."""
     deadline_s: float = Field(300.0, gt=0)
@@ -105,13 +115,15 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
             process.wait()
 
 
-async def send_traffic(http: str, grpc: str, texts: list[str], batch: int = 16) -> dict[str, int]:
-    """Send ``texts`` in batches, rotating V1 REST, V2 REST and V2 gRPC; return texts sent per protocol."""
+async def send_traffic(http: str, grpc: str, texts: list[str], batch: int = 16) -> tuple[dict[str, int], list[str]]:
+    """Send ``texts`` in batches, rotating V1 REST, V2 REST and V2 gRPC; return texts sent per protocol and the
+    prediction id each text was given (in the order of ``texts``)."""
     import httpx
     import numpy as np
     from kserve import InferenceGRPCClient, InferInput, InferRequest
 
     counts = {"v1": 0, "v2-rest": 0, "v2-grpc": 0}
+    ids: list[str] = []
     async with httpx.AsyncClient(base_url=http, timeout=30) as rest, InferenceGRPCClient(grpc) as grpc_client:
         for i, start in enumerate(range(0, len(texts), batch)):
             chunk = texts[start:start + batch]
@@ -119,110 +131,174 @@ async def send_traffic(http: str, grpc: str, texts: list[str], batch: int = 16) 
             if protocol == "v1":
                 response = await rest.post("/v1/models/sentiment:predict", json={"instances": chunk})
                 response.raise_for_status()
+                ids += [p["id"] for p in response.json()["predictions"]]
             elif protocol == "v2-rest":
                 body = {"inputs": [{"name": "text", "shape": [len(chunk)], "datatype": "BYTES", "data": chunk}]}
                 response = await rest.post("/v2/models/sentiment/infer", json=body)
                 response.raise_for_status()
+                ids += next(o["data"] for o in response.json()["outputs"] if o["name"] == "id")
             else:
                 tensor = InferInput("text", [len(chunk)], "BYTES")
                 tensor.set_data_from_numpy(np.array(chunk, dtype=object))
-                await grpc_client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]))
+                answer = await grpc_client.infer(InferRequest(model_name="sentiment", infer_inputs=[tensor]))
+                output = next(o for o in answer.outputs if o.name == "id")
+                ids += [x.decode() if isinstance(x, bytes) else str(x) for x in output.as_numpy().tolist()]
             counts[protocol] += len(chunk)
-    return counts
+    return counts, ids
+
+
+def send_feedback(http: str, items: list[dict[str, str]], batch: int = 500) -> int:
+    """POST labels to the predictor's ``/v1/feedback`` in batches; return how many were accepted."""
+    import httpx
+
+    accepted = 0
+    with httpx.Client(base_url=http, timeout=60) as client:
+        for start in range(0, len(items), batch):
+            response = client.post("/v1/feedback", json=items[start:start + batch])
+            if response.status_code != 202:
+                raise LoopError(f"POST /v1/feedback answered {response.status_code}: {response.text[:300]}")
+            accepted += int(response.json()["accepted"])
+    return accepted
+
+
+class Loop:
+    """The processes of a loop run under one state directory: MLflow first, then a predictor and its shipper as
+    often as a scenario needs them; :meth:`close` stops whatever still runs."""
+
+    def __init__(self, settings: LoopSettings) -> None:
+        self.settings = settings
+        self.state = settings.state_dir.resolve()
+        self.logs = self.state / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.sink = self.state / "predictions"
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.tracking = ""
+        self.port = 0
+
+    def start_mlflow(self) -> str:
+        """Start the tracking server; its URL."""
+        self.port = _free_port(self.settings.mlflow_port)  # the configured port when free, else any free one
+        self.tracking = f"http://127.0.0.1:{self.port}"
+        mlflow = _start("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
+                                   f"sqlite:///{self.state / 'mlflow.db'}", "--artifacts-destination",
+                                   str(self.state / "mlflow-artifacts"), "--host", "127.0.0.1", "--port",
+                                   str(self.port), "--workers", "1"], self.logs,
+                        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        self.processes.append(mlflow)
+        _wait(lambda: _ok(f"{self.tracking}/health"), self.settings.deadline_s, "mlflow server", mlflow,
+              self.logs / "mlflow.log")
+        log.info("MLflow UI: %s", self.tracking)
+        return self.tracking
+
+    def serve(self, model_name: str) -> tuple[str, str, list[subprocess.Popen[bytes]]]:
+        """Start the shipper and a predictor serving ``models:/<model_name>@production`` (texts logged);
+        ``(http URL, gRPC address, [predictor, shipper])``."""
+        ship_port, http_port, grpc_port = _free_port(), _free_port(), _free_port()
+        shipper = _start("shipper", [str(BIN / "kube-sentiment"), "ship", "--host", "127.0.0.1",
+                                     "--port", str(ship_port), "--spool-dir", str(self.state / "spool"),
+                                     "--sink-dir", str(self.sink), "--environment", "local"], self.logs)
+        self.processes.append(shipper)
+        _wait(lambda: _ok(f"http://127.0.0.1:{ship_port}/readyz"), self.settings.deadline_s, "shipper", shipper,
+              self.logs / "shipper.log")
+        predictor = _start("predictor", [
+            str(BIN / "kube-sentiment"), "serve", "--model-uri", f"models:/{model_name}@production",
+            "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
+            "--events-dir", str(self.state / "spool" / "journal"), "--log-text",
+        ], self.logs, {"MLFLOW_TRACKING_URI": self.tracking})
+        self.processes.append(predictor)
+        http = f"http://127.0.0.1:{http_port}"
+        _wait(lambda: _ok(f"{http}/v2/health/ready"), self.settings.deadline_s, "predictor", predictor,
+              self.logs / "predictor.log")
+        return http, f"127.0.0.1:{grpc_port}", [predictor, shipper]
+
+    @staticmethod
+    def stop(serving: list[subprocess.Popen[bytes]]) -> None:
+        """Stop a predictor, then its shipper (which drains to the sink)."""
+        for process in serving:
+            _stop(process)
+
+    def reopen_command(self) -> str:
+        """How to look at the MLflow UI again after the loop."""
+        return (f"{BIN / 'mlflow'} server --backend-store-uri sqlite:///{self.state / 'mlflow.db'} "
+                f"--artifacts-destination {self.state / 'mlflow-artifacts'} --port {self.port}")
+
+    def close(self) -> None:
+        """Stop everything still running, newest first."""
+        for process in reversed(self.processes):
+            _stop(process)
+
+
+def deploy(tracking: str, result: Any) -> str:
+    """What a deployment does after a promotion: alias ``production`` -> the promoted version. The served version."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking)
+    if result.decision.passed:
+        client.set_registered_model_alias(result.model_name, "production", result.model_version)
+        log.info("deployed: alias 'production' -> version %s", result.model_version)
+    return str(client.get_model_version_by_alias(result.model_name, "production").version)
 
 
 def run_loop(settings: LoopSettings) -> dict[str, Any]:
-    """Run the loop; return the summary that ``main`` prints. Processes are stopped unless ``keep_running``."""
-    from mlflow.tracking import MlflowClient
+    """Run the loop (the default scenario, or :func:`run_feedback`); return the summary that ``main`` prints.
+    Processes are stopped unless ``keep_running``."""
+    if settings.scenario == "feedback":
+        from control.loop_feedback import run_feedback
 
+        return run_feedback(settings)
     from control.drift.main import run as run_drift
     from control.drift.settings import DriftSettings
     from model.run import train_and_gate
     from model.settings import TrackingSettings, TrainSettings
 
-    state = settings.state_dir.resolve()
-    logs = state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    processes: list[subprocess.Popen[bytes]] = []
+    loop = Loop(settings)
     try:
-        port = _free_port(settings.mlflow_port)  # the configured port when free, else any free one
-        tracking = f"http://127.0.0.1:{port}"
-        mlflow = _start("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
-                                   f"sqlite:///{state / 'mlflow.db'}", "--artifacts-destination",
-                                   str(state / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                                   "--workers", "1"], logs, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        processes.append(mlflow)
-        _wait(lambda: _ok(f"{tracking}/health"), settings.deadline_s, "mlflow server", mlflow, logs / "mlflow.log")
-        log.info("MLflow UI: %s", tracking)
-
+        tracking = loop.start_mlflow()
         result = train_and_gate(TrainSettings(tracking=TrackingSettings(tracking_uri=tracking),
-                                              output_dir=state / "train"))
-        client = MlflowClient(tracking)
-        if result.decision.passed:
-            client.set_registered_model_alias(result.model_name, "production", result.model_version)
-            log.info("deployed: alias 'production' -> version %s", result.model_version)
-        served = client.get_model_version_by_alias(result.model_name, "production").version
-
-        ship_port, http_port, grpc_port = _free_port(), _free_port(), _free_port()
-        sink = state / "predictions"
-        shipper = _start("shipper", [str(BIN / "kube-sentiment"), "ship", "--host", "127.0.0.1",
-                                     "--port", str(ship_port), "--spool-dir", str(state / "spool"),
-                                     "--sink-dir", str(sink), "--environment", "local"], logs)
-        processes.append(shipper)
-        _wait(lambda: _ok(f"http://127.0.0.1:{ship_port}/readyz"), settings.deadline_s, "shipper", shipper,
-              logs / "shipper.log")
-        predictor = _start("predictor", [
-            str(BIN / "kube-sentiment"), "serve", "--model-uri", f"models:/{result.model_name}@production",
-            "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
-            "--events-dir", str(state / "spool" / "journal"), "--log-text",
-        ], logs, {"MLFLOW_TRACKING_URI": tracking})
-        processes.append(predictor)
-        http = f"http://127.0.0.1:{http_port}"
-        _wait(lambda: _ok(f"{http}/v2/health/ready"), settings.deadline_s, "predictor", predictor,
-              logs / "predictor.log")
-        console_url, console_argv = None, console_command(settings, state, tracking, result.model_name, sink)
+                                              output_dir=loop.state / "train"))
+        served = deploy(tracking, result)
+        http, grpc, serving = loop.serve(result.model_name)
+        console_url, console_argv = None, console_command(settings, loop.state, tracking, result.model_name,
+                                                          loop.sink)
         if settings.console:
             console_port = _free_port(settings.console_port)
             console_url = f"http://127.0.0.1:{console_port}"
             console = _start("console", [*console_argv, "--port", str(console_port), "--predictors",
-                                         f"local/stable={http}"], logs)
-            processes.append(console)
+                                         f"local/stable={http}"], loop.logs)
+            loop.processes.append(console)
             _wait(lambda: _ok(f"{console_url}/healthz"), settings.deadline_s, "console", console,
-                  logs / "console.log")
+                  loop.logs / "console.log")
             log.info("console: %s", console_url)
         texts = result.holdout_texts[: settings.traffic]
-        sent = asyncio.run(send_traffic(http, f"127.0.0.1:{grpc_port}", texts))
+        sent, _ = asyncio.run(send_traffic(http, grpc, texts))
         log.info("sent %d held-out tweets: %s", len(texts), sent)
 
         if settings.keep_running:
-            log.info("predictor: %s (gRPC 127.0.0.1:%d), MLflow: %s, console: %s; Ctrl-C stops and runs drift",
-                     http, grpc_port, tracking, console_url)
+            log.info("predictor: %s (gRPC %s), MLflow: %s, console: %s; Ctrl-C stops and runs drift", http, grpc,
+                     tracking, console_url)
             stop_signals = {signal.SIGINT, signal.SIGTERM}
             signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             signal.sigwait(stop_signals)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
-        _stop(predictor)
-        _stop(shipper)
-        outcome = run_drift(DriftSettings(source=str(sink), tracking_uri=tracking,
-                                          registered_model=result.model_name, output_dir=state / "drift"))
+        loop.stop(serving)
+        outcome = run_drift(DriftSettings(source=str(loop.sink), tracking_uri=tracking,
+                                          registered_model=result.model_name, output_dir=loop.state / "drift"))
         return {
             "mlflow_ui": tracking,
             "training": result.summary(),
-            "served_version": str(served),
+            "served_version": served,
             "traffic": sent,
-            "prediction_logs": str(sink),
+            "prediction_logs": str(loop.sink),
             "drift_verdict": outcome.verdict,
             "drift_report_html": str(outcome.html_path),
             "drift_report_json": str(outcome.json_path),
             "console": console_url,
             "reopen_console": " ".join([*console_argv, "--port", str(settings.console_port)]),
-            "logs": str(logs),
-            "reopen_mlflow_ui": f"{BIN / 'mlflow'} server --backend-store-uri sqlite:///{state / 'mlflow.db'} "
-                                f"--artifacts-destination {state / 'mlflow-artifacts'} --port {port}",
+            "logs": str(loop.logs),
+            "reopen_mlflow_ui": loop.reopen_command(),
         }
     finally:
-        for process in reversed(processes):
-            _stop(process)
+        loop.close()
 
 
 def console_command(settings: LoopSettings, state: Path, tracking: str, model: str, sink: Path) -> list[str]:
