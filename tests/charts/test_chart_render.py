@@ -627,6 +627,17 @@ def test_retraining_trigger_schedule_and_production_data(helm_bin: Path) -> None
     assert not by_kind(objs, "Job")  # train.enabled stays off: nothing trains at install
     egress = next(p for p in by_kind(objs, "NetworkPolicy") if p["metadata"]["name"].endswith("-drift"))
     assert any({"port": 6443, "protocol": "TCP"} in rule.get("ports", []) for rule in egress["spec"]["egress"])
+    # The admission policy lets that ServiceAccount create only this Job: its name, ServiceAccount, image, commands.
+    policy = one(objs, "ValidatingAdmissionPolicy")
+    assert policy["metadata"]["name"] == "production.kube-sentiment-retrain"
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        'request.userInfo.username == "system:serviceaccount:production:kube-sentiment-drift"')
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    assert '"kube-sentiment-retrain"' in checks and '"kube-sentiment-train"' in checks and '["train"]' in checks
+    binding = one(objs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "production"}
     # Off by default: no Role, no retraining objects, no token.
     plain = render_app("production", "kserve")
     assert not by_kind(plain, "Role") and not [o for o in plain if "retrain" in o["metadata"]["name"]]

@@ -1,7 +1,8 @@
 """The retraining trigger on the real local API server: the drift ServiceAccount's Role lets it create Jobs in its
-namespace and nothing else (``kubectl auth can-i --as``), and the drift job's own code, authenticated with a token of
-that ServiceAccount, creates the chart's training Job once: a second create while it exists is the cooldown, and
-after it finished and its TTL (the cooldown) passed, the next verdict creates it again."""
+namespace and nothing else (``kubectl auth can-i --as``), the admission policy lets it create only the chart's
+training Job, and the drift job's own code, authenticated with a token of that ServiceAccount, creates that Job
+once: a second create while it exists is the cooldown, and after it finished and its TTL (the cooldown) passed, the
+next verdict creates it again."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_the_trigger_creates_the_training_job_and_nothing_else(cluster: Cluster,
     cluster.helm("upgrade", "--install", RELEASE, str(chart), "--namespace", namespace, "--wait=false",
                  "--set=serving.mode=kserve", "--set=shipper.enabled=false", "--set=shipper.sink.type=s3",
                  "--set=shipper.sink.s3.uri=s3://bucket/events", "--set=retrain.trigger.enabled=true",
-                 "--set=retrain.trigger.cooldownSeconds=5", timeout=240)
+                 "--set=retrain.trigger.cooldownSeconds=5", "--set=retrain.trigger.admissionPolicy=true",
+                 timeout=240)
 
     # RBAC: create Jobs here, nothing else, nowhere else; no other ServiceAccount may create Jobs.
     assert can(cluster, namespace, "drift", "create", "jobs.batch")
@@ -68,6 +70,19 @@ def test_the_trigger_creates_the_training_job_and_nothing_else(cluster: Cluster,
     settings = RetrainSettings(retrain_on=("quality",), retrain_job=manifest, kube_api_url=server,
                                service_account_dir=service_account_dir(cluster, namespace, "drift", tmp_path))
     job_name = f"{RELEASE}-kube-sentiment-retrain"
+
+    # RBAC says "create Jobs"; the admission policy says which: anything but the chart's training Job is refused.
+    template = json.loads(manifest.read_text())
+    for change in ({"metadata": {**template["metadata"], "name": "something-else"}},
+                   {"spec": {**template["spec"], "template": {**template["spec"]["template"], "spec": {
+                       **template["spec"]["template"]["spec"], "containers": [
+                           {**template["spec"]["template"]["spec"]["containers"][0], "image": "busybox:1.37"}]}}}}):
+        tampered = tmp_path / "tampered.json"
+        tampered.write_text(json.dumps({**template, **change}))
+        refused = trigger(settings.model_copy(update={"retrain_job": tampered}), "ok", "degraded", "run-x", "x")
+        assert refused["outcome"] == "failed" and "ValidatingAdmissionPolicy" in refused["message"], refused
+    assert "Error from server (NotFound)" in cluster.kubectl("get", "job", "something-else", "-n", namespace,
+                                                             check=False).stderr
 
     # A run without a verdict for it creates nothing; a degraded-quality verdict creates the Job, as the drift SA.
     assert trigger(settings, "drift", "ok", "run-0", "")["outcome"] == "not_triggered"
