@@ -94,21 +94,26 @@ def evaluate(settings: QualitySettings, predictions: pa.Table, source: str, star
 def add_metrics(registry: CollectorRegistry, quality: Quality) -> None:
     """The quality gauges (``ks_quality_*``), in the run's registry beside the drift gauges."""
     labels = ["model_version", "track"]
-
-    def gauge(name: str, text: str) -> Gauge:
-        return Gauge(f"ks_quality_{name}", text, labels, registry=registry)
-
     gauges = {
-        "predictions": gauge("predictions", "Predictions of the group in the window."),
-        "labelled": gauge("labelled", "Predictions of the group with a true label (feedback)."),
-        "coverage": gauge("coverage", "Share of the group's predictions with a true label."),
-        "macro_f1": gauge("macro_f1", "Live macro-F1 on the labelled predictions (absent below min_labelled)."),
-        "ci_low": gauge("macro_f1_ci_low", "Lower bound of the bootstrap interval of live macro-F1."),
-        "ci_high": gauge("macro_f1_ci_high", "Upper bound of the bootstrap interval of live macro-F1."),
-        "accuracy": gauge("accuracy", "Live accuracy on the labelled predictions."),
-        "delta": gauge("macro_f1_delta", "Live macro-F1 minus the version's frozen-holdout macro-F1."),
+        "predictions": Gauge("ks_quality_predictions", "Predictions of the group in the window.", labels,
+                             registry=registry),
+        "labelled": Gauge("ks_quality_labelled", "Predictions of the group with a true label (feedback).", labels,
+                          registry=registry),
+        "coverage": Gauge("ks_quality_coverage", "Share of the group's predictions with a true label.", labels,
+                          registry=registry),
+        "macro_f1": Gauge("ks_quality_macro_f1", "Live macro-F1 on the labelled predictions (absent below "
+                          "min_labelled).", labels, registry=registry),
+        "ci_low": Gauge("ks_quality_macro_f1_ci_low", "Lower bound of the bootstrap interval of live macro-F1.",
+                        labels, registry=registry),
+        "ci_high": Gauge("ks_quality_macro_f1_ci_high", "Upper bound of the bootstrap interval of live macro-F1.",
+                         labels, registry=registry),
+        "accuracy": Gauge("ks_quality_accuracy", "Live accuracy on the labelled predictions.", labels,
+                          registry=registry),
+        "delta": Gauge("ks_quality_macro_f1_delta", "Live macro-F1 minus the version's frozen-holdout macro-F1.",
+                       labels, registry=registry),
     }
-    verdict = gauge("verdict", "Live quality: -1 insufficient data, 0 ok, 1 warn, 2 degraded.")
+    verdict = Gauge("ks_quality_verdict", "Live quality: -1 insufficient data, 0 ok, 1 warn, 2 degraded.", labels,
+                    registry=registry)
     for g in quality.groups:
         key = (g.model_version, g.track)
         verdict.labels(*key).set(VERDICT_VALUE[g.verdict])
