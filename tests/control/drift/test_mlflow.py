@@ -13,7 +13,7 @@ import pytest
 from control.drift.main import run
 from control.drift.settings import DriftSettings
 from model.registry import register
-from tests.support.events import predicted_events, write_to_sink
+from tests.support.events import feedback_events, predicted_events, write_to_sink
 from tests.support.models import SmallModel
 
 pytestmark = pytest.mark.integration
@@ -50,6 +50,8 @@ def test_reference_from_the_registry_results_logged_to_the_version_run(tmp_path:
     texts = small_model.fresh_texts[:1200]
     write_to_sink(tmp_path / "sink", predicted_events(small_model.pipeline, texts, model_version=version.version),
                   "seg")
+    write_to_sink(tmp_path / "sink", feedback_events([f"r{i}:0" for i in range(600)], small_model.fresh_labels[:600]),
+                  "labels")
     gateway = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=gateway.serve_forever, daemon=True).start()
     try:
@@ -69,6 +71,13 @@ def test_reference_from_the_registry_results_logged_to_the_version_run(tmp_path:
     assert any(a.endswith("report.html") for a in artifacts) and any(a.endswith("report.json") for a in artifacts)
     tags = client.get_model_version("sentiment-drift-test", version.version).tags
     assert tags["drift.stable.verdict"] == outcome.report["groups"][0]["verdict"]
+    # live quality from the labels: on the version's run, tagged on the version, pushed with the drift metrics
+    quality = outcome.report["quality"]["groups"][0]
+    assert quality["labelled"] == 600 and quality["verdict"] == tags["quality.stable.verdict"] == "ok"
+    assert metrics["quality.stable.labelled"] == 600
+    assert metrics["quality.stable.macro_f1"] == pytest.approx(quality["macro_f1"])
+    assert metrics["quality.stable.ci_low"] < metrics["quality.stable.macro_f1"] < metrics["quality.stable.ci_high"]
     method, path, body = _Recorder.received[-1]
     assert method == "PUT" and path == "/metrics/job/kube-sentiment-drift/environment/test"
     assert b"ks_drift_signal_value{" in body and b"ks_drift_exit_code 0.0" in body
+    assert b"ks_quality_macro_f1{" in body and b'ks_quality_feedback{outcome="labelled"} 600.0' in body
