@@ -167,10 +167,5 @@ def test_feedback_reaches_the_predictor_when_signed_in(client: TestClient, conso
     response = client.post("/api/feedback", headers={"authorization": f"Bearer {TOKEN}"},
                            json={"environment": ENVIRONMENT, "track": "stable",
                                  "prediction_id": prediction["prediction_id"], "label": label})
-    has_endpoint = httpx.post(f"{console_world.stable.http}/v1/feedback", json=[], timeout=10).status_code != 404
-    if has_endpoint:  # the feedback contract (issue 16) is on this predictor
-        assert response.status_code == 202, response.text
-        assert response.json()["prediction_id"] == prediction["prediction_id"]
-    else:
-        assert response.status_code == 502
-        assert "no feedback endpoint (POST /v1/feedback: 404)" in response.json()["error"]
+    assert response.status_code == 202, response.text
+    assert response.json()["prediction_id"] == prediction["prediction_id"]
