@@ -9,6 +9,7 @@
 # Aliases: kwokctl -> kwok; kube-apiserver, kube-controller-manager, kube-scheduler -> controlplane.
 # Real-node tools (tests/cluster/realpods, cluster-up.sh --real; built only when named, or all with --real-node):
 #   node (kubelet, kube-proxy), coredns, kserve-manager, traefik.
+# Benchmark tools (built only when named; no test needs them): ghz, the gRPC load generator of bench/serve_bench.py.
 # Versions come from k8s/versions.env. Binaries land in
 #   ${KS_TOOLS_DIR:-$HOME/.cache/kube-sentiment/tools}/<tool>-<version>/<binary>
 # with stable symlinks in ${KS_TOOLS_DIR}/bin/. A version that is already built is skipped.
@@ -37,6 +38,7 @@ tools_dir="${KS_TOOLS_DIR:-${HOME}/.cache/kube-sentiment/tools}"
 bin_dir="${tools_dir}/bin"
 all_tools=(helm kubeconform helm-docs actionlint kwok etcd controlplane)
 real_node_tools=(node coredns kserve-manager traefik)
+bench_tools=(ghz)
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
@@ -189,6 +191,14 @@ build_actionlint() {
     env GOBIN="${out}" go install \
     -ldflags "-s -w -X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION}" \
     "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
+}
+
+build_ghz() {
+  local out="$1"
+  [[ -n "${GHZ_VERSION:-}" ]] || die "${EXIT_USAGE}" "GHZ_VERSION is not set in ${versions_file}"
+  run_step ghz "go install github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}" \
+    env GOBIN="${out}" go install -ldflags "-s -w -X main.version=${GHZ_VERSION#v}" \
+    "github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}"
 }
 
 build_kwok() {
@@ -370,6 +380,7 @@ build() {
     coredns) build_tool coredns "coredns-${COREDNS_VERSION}" coredns build_coredns ;;
     kserve-manager) build_tool kserve-manager "kserve-manager-${KSERVE_VERSION}" kserve-manager build_kserve_manager ;;
     traefik) build_tool traefik "traefik-${TRAEFIK_VERSION}" traefik build_traefik ;;
+    ghz) build_tool ghz "ghz-${GHZ_VERSION}" ghz build_ghz ;;
     *) die "${EXIT_USAGE}" "unknown tool '$1'" ;;
   esac
 }
@@ -431,7 +442,7 @@ main() {
   for arg in "$@"; do
     case "${arg}" in
       -h | --help)
-        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
       --print-bin) ;; # accepted for clarity: the bin directory is always the last line on stdout
@@ -444,8 +455,8 @@ main() {
       -*) die "${EXIT_USAGE}" "unknown option '${arg}'" ;;
       *)
         tool="$(canonical "${arg}")"
-        [[ " ${all_tools[*]} ${real_node_tools[*]} " == *" ${tool} "* ]] ||
-          die "${EXIT_USAGE}" "unknown tool '${arg}' (known: ${all_tools[*]} ${real_node_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)"
+        [[ " ${all_tools[*]} ${real_node_tools[*]} ${bench_tools[*]} " == *" ${tool} "* ]] ||
+          die "${EXIT_USAGE}" "unknown tool '${arg}' (known: ${all_tools[*]} ${real_node_tools[*]} ${bench_tools[*]} kwokctl kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)"
         requested+=("${tool}")
         ;;
     esac
@@ -470,7 +481,7 @@ main() {
       build "${tool}"
     fi
   done
-  for tool in "${real_node_tools[@]}"; do
+  for tool in "${real_node_tools[@]}" "${bench_tools[@]}"; do
     if [[ " ${requested[*]} " == *" ${tool} "* ]]; then
       build "${tool}"
     fi
