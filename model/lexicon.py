@@ -43,17 +43,29 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-FEATURES = ("positive", "negative", "negated_positive", "negated_negative", "no_sentiment")
-APOSTROPHES = "'\u2019"
-CLAUSE_PUNCTUATION = ".,;:!?"
-BOOSTER_DECAY = (1.0, 0.95, 0.9)
-CONTRAST = "but"
-CONTRAST_BEFORE, CONTRAST_AFTER = 0.5, 1.5
-EXCLAMATION, MAX_EXCLAMATIONS = 0.292, 4
+from model.lexicon_rules import (
+    APOSTROPHES,
+    BOOSTER,
+    BOOSTER_DECAY,
+    CLAUSE_PUNCTUATION,
+    CONTRAST,
+    CONTRAST_AFTER,
+    CONTRAST_BEFORE,
+    CONTRAST_WORD,
+    EXCLAMATION,
+    FEATURES,
+    MAX_EXCLAMATIONS,
+    NEGATION,
+    NO,
+    NO_WORD,
+    VALENCE,
+)
 
-# kinds of lexicon entries (also the kernel's); NO_WORD: "no", a negation before a valence token, else a valence
-VALENCE, NEGATION, BOOSTER, CONTRAST_WORD, NO_WORD = 1, 2, 3, 4, 5
-NO = "no"
+__all__ = [
+    "APOSTROPHES", "BOOSTER", "BOOSTER_DECAY", "CLAUSE_PUNCTUATION", "CONTRAST", "CONTRAST_AFTER", "CONTRAST_BEFORE",
+    "CONTRAST_WORD", "EXCLAMATION", "FEATURES", "MAX_EXCLAMATIONS", "NEGATION", "NO", "NO_WORD", "VALENCE",
+    "LexiconFeatures", "Token", "negation_counterfactuals", "vader_lexicon",
+]
 
 _WORD = re.compile(r"\w+")
 
