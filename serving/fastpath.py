@@ -216,7 +216,8 @@ def _kernel_table(blocks: list[_Block]) -> np.ndarray | None:
     terms[:, 1] = lengths
     terms[:, 2:] = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
     bits = max(4, (3 * len(words) // 2).bit_length())  # load factor between 1/3 and 2/3
-    return kernels.compiled().build_table(codes, terms, bits)  # type: ignore[no-any-return]
+    table = kernels.compiled().build_table(codes, terms, bits)
+    return table if table.shape[0] else None
 
 
 def _lexicon_table(lexicon: LexiconFeatures | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -235,7 +236,7 @@ def _lexicon_table(lexicon: LexiconFeatures | None) -> tuple[np.ndarray, np.ndar
     terms[:, 3] = [e[3] - 1 for e in entries]  # build_table salts with block + 1
     bits = max(4, (3 * len(entries) // 2).bit_length())
     table = kernels.compiled().build_table(codes, terms, bits)
-    if table is None:
+    if not table.shape[0]:
         return None
     kinds = np.asarray([e[1] for e in entries], dtype=np.int64)
     values = np.asarray([e[2] for e in entries], dtype=np.float64)

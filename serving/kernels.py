@@ -33,19 +33,26 @@ entry's index in ``lex_kind`` / ``lex_value``; its five features enter the score
 
 :func:`probabilities` walks the batch and calls one named helper per step; numba compiles the helpers into the
 same module and LLVM inlines them, so the split costs nothing at run time (measured in docs/serving.md).
+
+The kernels can also be compiled ahead of time (``serving._kernels_aot``, built by :mod:`serving.aot` from this
+source): a predictor that finds that build neither imports numba nor compiles anything. Without it, or when it was
+built from another version of this file (:func:`source_digest`), :func:`compiled` compiles them with numba.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import types
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from model.lexicon import (
+from model.lexicon_rules import (
     BOOSTER,
     BOOSTER_DECAY,
     CONTRAST_AFTER,
@@ -114,7 +121,8 @@ def _find(table: Any, codes: Any, start: int, length: int, salt: int, bits: int)
 
 
 def build_table(term_codes: Any, terms: Any, bits: int) -> Any:
-    """Open-addressing table of ``2**bits`` ``(hash, column)`` rows; ``None`` if two terms have the same hash.
+    """Open-addressing table of ``2**bits`` ``(hash, column)`` rows; an empty ``(0, 2)`` table if two terms have the
+    same hash (one return type, so that the function also compiles ahead of time).
 
     ``terms[t] = (start, length, column, block)``: term ``t`` is ``term_codes[start:start + length]`` and is hashed
     with salt ``block + 1``.
@@ -127,7 +135,7 @@ def build_table(term_codes: Any, terms: Any, bits: int) -> Any:
         slot = np.int64(h >> np.uint64(64 - bits))
         while table[slot, 1] >= 0:
             if table[slot, 0] == key:
-                return None
+                return np.full((0, 2), -1, np.int64)
             slot = (slot + 1) & (size - 1)
         table[slot, 0] = key
         table[slot, 1] = terms[t, 2]
@@ -537,30 +545,77 @@ _HELPERS = (
     "_hash", "_table_bits", "_find", "_word_spans", "_char_wb_spans", "_count_spans", "_is_apostrophe",
     "_is_clause_end", "_lexicon_tokens", "_lexicon_features", "_add_tfidf", "_to_probabilities",
 )
+#: The exported kernels and their signatures when compiled ahead of time (:mod:`serving.aot`): every array
+#: C-contiguous, as :class:`serving.fastpath.FastPath` allocates them.
+EXPORTS = {
+    "probabilities": "f8[:,::1](u4[::1], i8[::1], i8[::1], i8[::1], i8[:,::1], b1[::1], i8[:,::1], f8[:,::1], i8, "
+                     "f8[::1], i8, i8[::1], i8[:,::1], i8[::1], f8[::1], i8[::1])",
+    "build_table": "i8[:,::1](u4[::1], i8[:,::1], i8)",
+}
+#: Name of the extension module :mod:`serving.aot` builds inside this package.
+AOT_MODULE = "_kernels_aot"
 
 
-@cache
-def compiled() -> SimpleNamespace:
-    """The kernels compiled with numba (once per process; cached on disk where numba can write its cache).
+def source_digest() -> int:
+    """What the compiled kernels depend on, as a signed 64-bit number: this file's source and the constants it
+    reads (its own and :mod:`model.lexicon_rules`'). An ahead-of-time build records it; a build whose digest differs
+    is stale and not used."""
+    constants = sorted((name, repr(value)) for name, value in globals().items()
+                       if not name.startswith("__") and type(value) in (int, float, tuple))
+    digest = hashlib.sha256(Path(__file__).read_bytes() + repr(constants).encode()).digest()
+    return int.from_bytes(digest[:8], "little", signed=True)
 
-    Each helper is compiled into a namespace of its own and the functions calling it see the compiled version
-    under its name, so nothing is compiled or imported at import time.
-    """
-    import numba
 
+def jit_namespace(jit: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """``compile(name)`` for one of this module's functions: the function is re-created in a namespace of its own
+    in which every helper name is bound to ``jit(helper)``, so the functions calling a helper see the compiled one
+    (nothing is compiled at import time); ``compile`` returns the re-created function, not yet compiled."""
     namespace = dict(globals())
 
-    def jit(name: str) -> Any:
+    def rebind(name: str) -> Any:
         func = globals()[name]
         rebound = types.FunctionType(func.__code__, namespace, name, func.__defaults__, func.__closure__)
         rebound.__qualname__ = func.__qualname__
         rebound.__module__ = func.__module__
+        return rebound
+
+    for helper in _HELPERS:
+        namespace[helper] = jit(rebind(helper))
+    return rebind
+
+
+def _ahead_of_time() -> tuple[Any, str]:
+    """The ahead-of-time build of the kernels (``serving._kernels_aot``) if present and built from this source, else
+    ``None`` and why not."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__package__}.{AOT_MODULE}")
+    except ImportError as e:
+        return None, f"no ahead-of-time build ({e})"
+    if module.source_digest() != source_digest():
+        return None, f"the ahead-of-time build {module.__file__} was built from another version of {__name__}"
+    return module, ""
+
+
+@cache
+def compiled() -> SimpleNamespace:
+    """The kernels: the ahead-of-time build when it matches this source (no numba in the process, nothing to
+    compile), else compiled with numba (once per process; cached on disk where numba can write its cache). ``kind``
+    says which (``aot`` or ``jit``)."""
+    aot, reason = _ahead_of_time()
+    if aot is not None:
+        return SimpleNamespace(kind="aot", build_table=aot.build_table, probabilities=aot.probabilities)
+    log.info("compiling the kernels with numba: %s", reason)
+    import numba
+
+    def jit(func: Any) -> Any:
         try:
-            return numba.njit(cache=True, nogil=True)(rebound)
+            return numba.njit(cache=True, nogil=True)(func)
         except RuntimeError as e:  # no writable cache location: compile in memory on each start instead
             log.info("numba cache unavailable (%s); compiling in memory", e)
-            return numba.njit(nogil=True)(rebound)
+            return numba.njit(nogil=True)(func)
 
-    for name in _HELPERS:
-        namespace[name] = jit(name)
-    return SimpleNamespace(build_table=jit("build_table"), probabilities=jit("probabilities"))
+    rebind = jit_namespace(jit)
+    return SimpleNamespace(kind="jit", build_table=jit(rebind("build_table")),
+                           probabilities=jit(rebind("probabilities")))
