@@ -471,7 +471,8 @@ def test_training_job(helm_bin: Path) -> None:
     spec = job["spec"]
     assert spec["backoffLimit"] == 2 and spec["activeDeadlineSeconds"] == 3600
     rules = spec["podFailurePolicy"]["rules"]
-    assert {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In", "values": [10]}} in rules
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In",
+                                                 "values": [10, 65, 66, 78]}} in rules
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["args"] == ["train"]
@@ -506,7 +507,7 @@ def test_drift_cronjob(helm_bin: Path) -> None:
     assert cron["schedule"] == "17 * * * *" and cron["timeZone"] == "Etc/UTC"
     job = cron["jobTemplate"]["spec"]
     assert job["ttlSecondsAfterFinished"] == 86400 and job["backoffLimit"] == 2
-    assert {"action": "FailJob", "onExitCodes": {"containerName": "drift", "operator": "In", "values": [3, 4]}} in job[
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "drift", "operator": "In", "values": [3, 4, 65, 66, 78]}} in job[
         "podFailurePolicy"
     ]["rules"]
     pod = job["template"]["spec"]

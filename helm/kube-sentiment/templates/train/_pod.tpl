@@ -102,12 +102,14 @@ ttlSecondsAfterFinished: {{ .ttl }}
 {{- end }}
 podFailurePolicy:
   rules:
-    # Exit 10: the quality gate refused the candidate. A verdict, not an error: do not retry.
+    # Exit 10: the quality gate refused the candidate (a verdict, not an error); 65, 66, 78: the data, an input
+    # (model, registry version) or a setting is wrong, which the same pod cannot fix by running again. Only faults
+    # that may pass (1, 69: a service stayed unreachable) are retried, up to backoffLimit.
     - action: FailJob
       onExitCodes:
         containerName: train
         operator: In
-        values: [10]
+        values: [10, 65, 66, 78]
     # A pod evicted or preempted does not count against backoffLimit.
     - action: Ignore
       onPodConditions:
