@@ -31,7 +31,7 @@ class ServeSettings(ProcessSettings):
     model_version: str | None = None
     """Version label reported in metadata, metrics and events. Default: the registry version that was loaded, or
     the version recorded in the model directory's ``kube_sentiment.json``, else ``local``."""
-    track: Literal["stable", "canary"] = "stable"
+    track: Literal["stable", "canary", "shadow"] = "stable"
     """Deployment track this predictor serves, copied into every prediction event and metric."""
     environment: str = "local"
     """Deployment environment label copied into every prediction event (``local``, ``staging``, ``production``)."""

@@ -18,7 +18,8 @@ Fields (all present in every event):
 ``ts``             time the prediction was made, Unix epoch seconds (float, UTC)
 ``model_name``     name the model is served under (``sentiment``)
 ``model_version``  registry version that answered (``"7"``), or the local version label
-``track``          deployment track, ``"stable"`` or ``"canary"``
+``track``          deployment track: ``"stable"``, ``"canary"`` (answers a share of the requests) or ``"shadow"``
+                   (gets a copy of a share of the requests; its answers are only logged, never returned)
 ``environment``    deployment environment label (``"local"``, ``"staging"``, ``"production"``)
 ``protocol``       ``"v1"``, ``"v2-rest"`` or ``"v2-grpc"``
 ``text``           the input text, or ``null`` when text logging is off
@@ -28,12 +29,18 @@ Fields (all present in every event):
 ``probabilities``  ``{class: probability}`` for every class, in the model's class order
 ``confidence``     probability of the predicted class
 ``latency_ms``     server-side latency of the request that carried this text, milliseconds
+
+Optional fields (added in a minor version; absent or ``null`` in events of older producers):
+
+``mirror_of``      on ``shadow`` events: the ``request_id`` of the live request this one is a copy of, so the
+                   shadow's answer to text ``i`` pairs with the event ``<mirror_of>:<i>`` (:func:`mirrored_event_id`);
+                   ``null`` on every other event
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import orjson
@@ -41,7 +48,8 @@ import orjson
 SCHEMA = "kube-sentiment.prediction/v1"
 REQUEST_SCHEMA = "kube-sentiment.prediction-request/v1"
 Protocol = Literal["v1", "v2-rest", "v2-grpc"]
-Track = Literal["stable", "canary"]
+Track = Literal["stable", "canary", "shadow"]
+TRACKS: tuple[str, ...] = ("stable", "canary", "shadow")
 
 
 class PredictionEvent(TypedDict):
@@ -63,9 +71,12 @@ class PredictionEvent(TypedDict):
     probabilities: dict[str, float]
     confidence: float
     latency_ms: float
+    mirror_of: NotRequired[str | None]
 
 
-REQUIRED_FIELDS: tuple[str, ...] = tuple(PredictionEvent.__annotations__)
+#: Optional fields: validated when present, absent from events of older producers.
+OPTIONAL_FIELDS: tuple[str, ...] = ("mirror_of",)
+REQUIRED_FIELDS: tuple[str, ...] = tuple(f for f in PredictionEvent.__annotations__ if f not in OPTIONAL_FIELDS)
 
 
 def make_event(
@@ -83,8 +94,10 @@ def make_event(
     classes: tuple[str, ...] | list[str],
     probabilities: Any,
     latency_ms: float,
+    mirror_of: str | None = None,
 ) -> PredictionEvent:
-    """Build one event from a text and its probability row (``probabilities`` indexed like ``classes``)."""
+    """Build one event from a text and its probability row (``probabilities`` indexed like ``classes``);
+    ``mirror_of``: on a shadow's event, the id of the request it mirrors."""
     probs = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
     label = max(probs, key=probs.__getitem__)
     return PredictionEvent(
@@ -104,7 +117,13 @@ def make_event(
         probabilities=probs,
         confidence=probs[label],
         latency_ms=latency_ms,
+        mirror_of=mirror_of,
     )
+
+
+def mirrored_event_id(event_id: str, mirror_of: str) -> str:
+    """The id of the live event a shadow event (``event_id`` = ``<its request id>:<i>``) is the copy of."""
+    return f"{mirror_of}:{event_id.rsplit(':', 1)[1]}"
 
 
 class RequestEncoder:
@@ -112,7 +131,8 @@ class RequestEncoder:
     the events ``make_event`` would build, one per text.
 
     The line holds the predictor-wide fields (``model_name``, ``model_version``, ``track``, ``environment``,
-    ``classes``), the request's (``request_id``, ``ts``, ``protocol``, ``latency_ms``), ``probabilities`` (one row
+    ``classes``), the request's (``request_id``, ``ts``, ``protocol``, ``latency_ms``, and ``mirror_of`` on a shadow's
+    records), ``probabilities`` (one row
     per text, in class order) and either ``texts`` (text logging on) or ``text_sha256`` and ``text_length`` (off: the
     texts never leave the predictor). ``tests/serving`` asserts that the expansion equals :func:`make_event`.
     """
@@ -128,11 +148,15 @@ class RequestEncoder:
         self._log_text = log_text
 
     def line(
-        self, request_id: str, ts: float, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float
+        self, request_id: str, ts: float, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float,
+        mirror_of: str | None = None,
     ) -> bytes:
-        """The request record of one request (``probs``: its ``(len(texts), n_classes)`` probabilities)."""
+        """The request record of one request (``probs``: its ``(len(texts), n_classes)`` probabilities;
+        ``mirror_of``: the id of the request a shadow's request copies)."""
         fields: dict[str, Any] = {"request_id": request_id, "ts": ts, "protocol": protocol, "latency_ms": latency_ms,
                                   "probabilities": np.ascontiguousarray(probs, dtype=np.float64)}
+        if mirror_of is not None:
+            fields["mirror_of"] = mirror_of
         if self._log_text:
             fields["texts"] = texts
         else:
@@ -203,6 +227,9 @@ def expand_request(obj: dict[str, Any]) -> list[bytes]:
     _check_record(obj)
     classes, rows = obj["classes"], obj["probabilities"]
     n = len(rows)
+    mirror_of = obj.get("mirror_of")
+    if mirror_of is not None and type(mirror_of) is not str:
+        raise ValueError("request record field 'mirror_of' must be a string or null")
     texts: list[str | None]
     lengths: Any
     if "texts" in obj:
@@ -217,7 +244,7 @@ def expand_request(obj: dict[str, Any]) -> list[bytes]:
     request_id = obj["request_id"]
     common = {"schema": SCHEMA, "request_id": request_id, "ts": obj["ts"], "model_name": obj["model_name"],
               "model_version": obj["model_version"], "track": obj["track"], "environment": obj["environment"],
-              "protocol": obj["protocol"], "latency_ms": obj["latency_ms"]}
+              "protocol": obj["protocol"], "latency_ms": obj["latency_ms"], "mirror_of": mirror_of}
     lines = []
     for i, row in enumerate(rows):
         confidence = max(row)
@@ -242,4 +269,6 @@ def validate_event(obj: Any) -> PredictionEvent:
         raise ValueError("event field 'probabilities' must be a non-empty object {class: probability}")
     if obj["label"] not in obj["probabilities"]:
         raise ValueError(f"event label {obj['label']!r} is not among its probabilities' classes")
+    if obj.get("mirror_of") is not None and not isinstance(obj["mirror_of"], str):
+        raise ValueError("event field 'mirror_of' must be a string (the id of the mirrored request) or null")
     return obj  # type: ignore[return-value]

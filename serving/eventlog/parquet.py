@@ -49,6 +49,7 @@ PARQUET_SCHEMA = pa.schema(
         ("confidence", pa.float64()),
         ("latency_ms", pa.float64()),
         ("probabilities", pa.map_(pa.string(), pa.float64())),
+        ("mirror_of", pa.string()),
     ]
 )
 #: Hive partition keys of the prediction log, outermost first.

@@ -117,8 +117,10 @@ def read_window(
     path = f"{root}/{event_log.directory.rstrip('/')}" if event_log.directory else root
     others = [o.directory.strip("/") for o in EVENT_LOGS.values() if o.directory and o is not event_log]
     partitioning = ds.partitioning(event_log.partitioning_schema(), flavor="hive")
+    # The log's schema, not the first file's: a column added in a later minor version reads as null from older files.
+    schema = pa.unify_schemas([event_log.schema, event_log.partitioning_schema()])
     try:
-        dataset = ds.dataset(path, format="parquet", partitioning=partitioning, filesystem=fs,
+        dataset = ds.dataset(path, format="parquet", partitioning=partitioning, filesystem=fs, schema=schema,
                              exclude_invalid_files=False, ignore_prefixes=[".", "_", QUARANTINE_DIRECTORY, *others])
     except FileNotFoundError as e:
         if event_log.directory and (fs is not None or Path(root).is_dir()):

@@ -54,7 +54,7 @@ class ShipSettings(ProcessSettings):
     model_version: str = "unknown"
     """Model version given to KServe logger records whose response does not carry ``model_version``."""
     track: str = "stable"
-    """Track given to KServe logger records (``stable`` or ``canary``)."""
+    """Track given to KServe logger records (``stable``, ``canary`` or ``shadow``)."""
     classes: tuple[str, ...] = ("negative", "neutral", "positive")
     """Class order used to read probability rows without class names out of KServe responses."""
     shipper_id: str = Field(default_factory=_default_shipper_id)

@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
-from serving.eventlog.events import RequestEncoder, expand_request, make_event
+from serving.eventlog.events import RequestEncoder, expand_request, make_event, mirrored_event_id, validate_event
 
 
 @pytest.mark.parametrize("log_text", [True, False])
@@ -46,3 +46,33 @@ def test_a_broken_request_record_is_refused_with_what_is_wrong(change: dict, mes
     del record["latency_ms"]
     with pytest.raises(ValueError, match="lacks field"):
         expand_request(record)
+
+
+def test_a_shadow_record_carries_the_id_of_the_request_it_mirrors() -> None:
+    classes = ("negative", "neutral", "positive")
+    encoder = RequestEncoder("sentiment", "8", "shadow", "staging", classes, True)
+    probs = np.array([[0.1, 0.2, 0.7], [0.6, 0.2, 0.2]])
+    record = orjson.loads(encoder.line("shadow-req", 5.0, "v1", ["a", "b"], probs, 1.0, mirror_of="live-req"))
+    shadow = [orjson.loads(event) for event in expand_request(record)]
+    assert [e["mirror_of"] for e in shadow] == ["live-req", "live-req"]
+    assert [e["track"] for e in shadow] == ["shadow", "shadow"]
+    assert [mirrored_event_id(e["id"], e["mirror_of"]) for e in shadow] == ["live-req:0", "live-req:1"]
+    assert shadow[1] == make_event(request_id="shadow-req", index=1, ts=5.0, model_name="sentiment",
+                                   model_version="8", track="shadow", environment="staging", protocol="v1",
+                                   text="b", log_text=True, classes=classes, probabilities=probs[1], latency_ms=1.0,
+                                   mirror_of="live-req")
+    live = orjson.loads(RequestEncoder("sentiment", "7", "stable", "staging", classes, True)
+                        .line("live-req", 5.0, "v1", ["a"], probs[:1], 1.0))
+    assert "mirror_of" not in live and orjson.loads(expand_request(live)[0])["mirror_of"] is None
+    with pytest.raises(ValueError, match="'mirror_of' must be a string"):
+        expand_request({**record, "mirror_of": 3})
+
+
+def test_events_of_older_producers_without_the_optional_fields_stay_valid() -> None:
+    event = dict(make_event(request_id="r", index=0, ts=1.0, model_name="sentiment", model_version="1",
+                            track="stable", environment="test", protocol="v1", text="x", log_text=False,
+                            classes=("a", "b"), probabilities=[0.4, 0.6], latency_ms=1.0))
+    del event["mirror_of"]
+    assert validate_event(event) == event
+    with pytest.raises(ValueError, match="'mirror_of' must be a string"):
+        validate_event({**event, "mirror_of": ["x"]})

@@ -80,3 +80,17 @@ def test_another_kind_of_log_is_read_with_the_same_reader_and_kept_apart(sink: P
     window = read_window(str(sink), at(2), at(3), event_log=feedback)
     assert window.table.column("id").to_pylist() == ["f1", "f2"] and window.duplicates == 1
     assert read_window(str(sink), at(2), at(3)).table.num_rows == 36  # predictions do not see the feedback log
+
+
+def test_a_column_added_later_reads_as_null_from_older_files(sink: Path) -> None:
+    """Objects written before ``mirror_of`` existed lack the column; the reader reads it as null beside new ones."""
+    old = pa.table({"id": ["old0:0"], "ts": [BASE + 2.2 * HOUR], "track": ["stable"], "label": ["neutral"]})
+    LocalSink(sink).put("environment=test/model_version=1/date=2026-03-01/hour=02/old.parquet", encode_parquet(old))
+    shadow = events(2, ts=BASE + 2.2 * HOUR, prefix="sh", track="shadow", model_version="2")
+    for i, event in enumerate(shadow):
+        event["mirror_of"] = f"in{i}"
+    write_to_sink(sink, shadow, "s7")
+    table = read_window(str(sink), at(2), at(3), columns=["id", "track", "mirror_of"]).table
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rows["old0:0"]["mirror_of"] is None and rows["in0:0"]["mirror_of"] is None
+    assert [rows[f"sh{i}:0"]["mirror_of"] for i in range(2)] == ["in0", "in1"]
