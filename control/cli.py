@@ -32,6 +32,7 @@ COMMANDS: dict[str, Command] = {
     "console": Command("control.console.main", "the control room: a web console over registry, drift, serving"),
     "feedback": Command("control.feedback.main", "ground-truth labels: import a file, snapshot labelled production "
                         "data for training"),
+    "rollout": Command("control.rollout.main", "progressive delivery: analyze a canary or shadow, run a rollout"),
     "loop": Command("control.loop", "the whole loop on this machine: MLflow, train + gate, serve, ship, drift"),
 }
 

@@ -35,6 +35,8 @@ class ExitCode(IntEnum):
     """EX_NOINPUT: a model directory, registry version or reference profile is missing or corrupt."""
     UNAVAILABLE = 69
     """EX_UNAVAILABLE: a service (MLflow tracking server, object store) stayed unreachable past its deadline."""
+    BUSY = 75
+    """EX_TEMPFAIL: another operation holds what this one needs (a rollout in progress in that environment)."""
     BAD_CONFIG = 78
     """EX_CONFIG: a setting (flag or environment variable) has a value that cannot work."""
 

@@ -30,6 +30,17 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
+def window_bounds(start: datetime | None, end: datetime | None, window: str,
+                  now: datetime | None = None) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC: ``end`` (default ``now``, default the current time) and ``start`` (default ``end``
+    minus ``window``); ``ConfigError`` when the start is not before the end."""
+    end = end or now or datetime.now(UTC)
+    start = start or end - parse_duration(window)
+    if start >= end:
+        raise ConfigError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
+    return start, end
+
+
 class Thresholds(SettingsGroup):
     """Warn / drift thresholds of each signal's effect size, and the significance level."""
 
@@ -139,8 +150,4 @@ class DriftSettings(ProcessSettings):
 
     def window_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
         """``(start, end)`` of the window in UTC; ``ConfigError`` when the start is not before the end."""
-        end = self.end or now or datetime.now(UTC)
-        start = self.start or end - parse_duration(self.window)
-        if start >= end:
-            raise ConfigError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
-        return start, end
+        return window_bounds(self.start, self.end, self.window, now)

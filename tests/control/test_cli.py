@@ -24,9 +24,15 @@ BAD_SETTINGS = {
     "console": ("--scrape-interval-s", "KS_CONSOLE_SCRAPE_INTERVAL_S", "0"),
     "feedback": ("--window", "KS_FEEDBACK_WINDOW", "forever"),
     "loop": ("--traffic", "KS_LOOP_TRAFFIC", "0"),
+    "rollout": ("--window", "KS_ROLLOUT_WINDOW", "forever"),
 }
 #: The subcommand a command with subcommands is tested through.
-SUBCOMMAND = {"feedback": ["snapshot"]}
+SUBCOMMAND = {"feedback": ["snapshot"], "rollout": ["analyze"]}
+
+
+def argv_of(command: str, *args: str) -> list[str]:
+    """``[command, <subcommand>, *args]``."""
+    return [command, *SUBCOMMAND.get(command, []), *args]
 
 
 def test_every_command_has_a_bad_setting_case() -> None:
@@ -43,7 +49,7 @@ def test_top_level_help_lists_commands_and_the_exit_code_table(capsys: pytest.Ca
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_help_shows_flags_defaults_and_env_vars(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([command, "--help"]) == 0
+    assert main(argv_of(command, "--help")) == 0
     out = capsys.readouterr().out
     flag, env, _ = BAD_SETTINGS[command]
     assert f"usage: kube-sentiment {command}" in out and flag in out and env in out
@@ -54,22 +60,23 @@ def test_help_shows_flags_defaults_and_env_vars(command: str, capsys: pytest.Cap
 def test_a_bad_setting_exits_78_naming_it(command: str, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     flag, env, value = BAD_SETTINGS[command]
-    sub = SUBCOMMAND.get(command, [])
-    assert main([command, *sub, flag, value, "--json-logs"]) == ExitCode.BAD_CONFIG
+    assert main(argv_of(command, flag, value, "--json-logs")) == ExitCode.BAD_CONFIG
     err = capsys.readouterr().err
     record = json.loads(err.strip().splitlines()[-1])
     assert record["exit_code"] == 78 and f"{flag} / {env} = '{value}'" in record["msg"]
     monkeypatch.setenv(env, value)
-    assert main([command, *sub, "--json-logs"]) == ExitCode.BAD_CONFIG
+    assert main(argv_of(command, "--json-logs")) == ExitCode.BAD_CONFIG
     assert f"= '{value}'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "argv",
     [["bogus"], ["train", "--no-such-flag"], ["ship", "--port"], ["drift", "--log-to-mlflow", "yes"],
-     ["serve", "--model-dir"], ["feedback"], ["feedback", "export"], ["feedback", "import"]],
+     ["serve", "--model-dir"], ["feedback"], ["feedback", "export"], ["feedback", "import"], ["rollout"],
+     ["rollout", "bogus"], ["rollout", "run", "production"]],
     ids=["unknown-command", "unknown-flag", "missing-value", "value-for-a-switch", "serve-missing-value",
-         "no-subcommand", "unknown-subcommand", "import-without-file"],
+         "no-subcommand", "unknown-subcommand", "import-without-file", "rollout-without-subcommand",
+         "rollout-unknown-subcommand", "rollout-run-without-version"],
 )
 def test_a_command_line_that_does_not_parse_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == ExitCode.USAGE
@@ -79,7 +86,8 @@ def test_a_command_line_that_does_not_parse_exits_2(argv: list[str], capsys: pyt
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "argv",
-    [[CLI], *([CLI, name] for name in COMMANDS), [sys.executable, "-m", "model"], [sys.executable, "-m", "serving"],
+    [[CLI], *([CLI, name] for name in COMMANDS), [CLI, "rollout", "analyze"], [CLI, "rollout", "run"],
+     [sys.executable, "-m", "model"], [sys.executable, "-m", "serving"],
      [sys.executable, "-m", "serving.shipper"], [sys.executable, "-m", "control.drift"]],
     ids=lambda argv: " ".join(Path(a).name for a in argv),
 )

@@ -73,14 +73,18 @@ def ndjson(batch: Sequence[PredictionEvent | dict[str, Any]]) -> bytes:
 
 
 def predicted_events(pipeline: Any, texts: Sequence[str], model_version: str = "1", track: str = "stable",
-                     environment: str = "test", ts: float | None = None, prefix: str = "r") -> list[dict[str, Any]]:
-    """Contract events for ``texts`` as the predictor would emit them, with a real model's probabilities."""
+                     environment: str = "test", ts: float | None = None, prefix: str = "r",
+                     mirror_of_prefix: str | None = None, latency_ms: float = 2.0) -> list[dict[str, Any]]:
+    """Contract events for ``texts`` as the predictor would emit them, with a real model's probabilities (one
+    request ``<prefix><i>`` per text). ``mirror_of_prefix``: shadow events, text ``i`` mirroring the request
+    ``<mirror_of_prefix><i>`` (the live event ``<mirror_of_prefix><i>:0``)."""
     now = time.time() if ts is None else ts
     probabilities = pipeline.predict_proba(list(texts))
     classes = [str(c) for c in pipeline.classes_]
     return [dict(make_event(request_id=f"{prefix}{i}", index=0, ts=now, model_name="sentiment",
                             model_version=model_version, track=track, environment=environment, protocol="v1",
-                            text=text, log_text=True, classes=classes, probabilities=row, latency_ms=2.0))
+                            text=text, log_text=True, classes=classes, probabilities=row, latency_ms=latency_ms,
+                            mirror_of=None if mirror_of_prefix is None else f"{mirror_of_prefix}{i}"))
             for i, (text, row) in enumerate(zip(texts, probabilities, strict=True))]
 
 
@@ -92,6 +96,21 @@ def sink_ids(root: Path) -> list[str]:
     if not files:
         return []
     return ds.dataset(files, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
+
+
+class PermutedModel:
+    """A fitted pipeline whose class mapping is permuted (the answer of class ``i`` is reported as class
+    ``shift + i``): a broken release with the same confidence distribution as the good one."""
+
+    def __init__(self, pipeline: Any, shift: int = 1) -> None:
+        self.pipeline = pipeline
+        self.classes_ = pipeline.classes_
+        self.shift = shift
+
+    def predict_proba(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        return np.roll(self.pipeline.predict_proba(texts), self.shift, axis=1)
 
 
 def write_to_sink(root: Path, batch: Sequence[PredictionEvent | dict[str, Any]], segment_id: str) -> int:
