@@ -44,6 +44,20 @@ KS_SERVE_EVENTS_DIR: ""
   value: {{ include "kube-sentiment.modelUri" . | quote }}
 - name: KS_SERVE_MODEL_VERSION
   value: {{ include "kube-sentiment.modelVersion" . | quote }}
+{{- $shadow := .ctx.Values.serving.shadow }}
+{{- if and $shadow.enabled (eq .ctx.Values.serving.mode "kserve") (ne .track "shadow") }}
+{{- /* kserve mode: KServe cannot mirror, so the answering predictors send the copies to the shadow. */}}
+- name: KS_SERVE_MIRROR_URL
+  value: {{ printf "http://%s" (include "kube-sentiment.httpEndpoint" (dict "ctx" .ctx "track" "shadow")) | quote }}
+- name: KS_SERVE_MIRROR_PERCENT
+  value: {{ $shadow.percent | quote }}
+- name: KS_SERVE_MIRROR_QUEUE_SIZE
+  value: {{ $shadow.mirror.queueSize | quote }}
+- name: KS_SERVE_MIRROR_CONCURRENCY
+  value: {{ $shadow.mirror.concurrency | quote }}
+- name: KS_SERVE_MIRROR_TIMEOUT_S
+  value: {{ $shadow.mirror.timeoutSeconds | quote }}
+{{- end }}
 {{- end }}
 
 {{/* `kube-sentiment ship` (serving/shipper/settings.py, KS_SHIP_*): ConfigMap data. */}}

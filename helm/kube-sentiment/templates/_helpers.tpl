@@ -127,9 +127,16 @@ MLflow model URI of a track: models:/<registered model>/<version>. Call with (di
 {{- end }}
 
 {{/*
-Tracks that run: stable, plus canary when enabled. Returns a comma-separated list.
+Tracks that run: stable, plus canary and shadow when enabled. Returns a comma-separated list.
 */}}
 {{- define "kube-sentiment.tracks" -}}
+{{- include "kube-sentiment.routedTracks" . }}{{ if .Values.serving.shadow.enabled }},shadow{{ end }}
+{{- end }}
+
+{{/*
+Tracks that answer requests (the routes' backends): stable, plus canary when enabled. The shadow only gets copies.
+*/}}
+{{- define "kube-sentiment.routedTracks" -}}
 {{- if .Values.serving.canary.enabled }}stable,canary{{ else }}stable{{ end }}
 {{- end }}
 
@@ -221,5 +228,21 @@ training runs, the others when enabled. Call with (dict "ctx" $ "component" "tra
 {{- if eq .component "serving" }}true
 {{- else if eq .component "train" }}{{ include "kube-sentiment.trainingEnabled" .ctx }}
 {{- else if (index .ctx.Values .component).enabled }}true
+{{- end }}
+{{- end }}
+
+{{/*
+The routes' RequestMirror filter to the shadow track (nothing when no shadow runs): the Gateway copies `percent` %
+of the requests to the shadow's Service and drops its answers. Call with (dict "ctx" $ "port" <port>).
+*/}}
+{{- define "kube-sentiment.mirrorFilter" -}}
+{{- if .ctx.Values.serving.shadow.enabled -}}
+filters:
+  - type: RequestMirror
+    requestMirror:
+      backendRef:
+        name: {{ include "kube-sentiment.fullname" .ctx }}-shadow
+        port: {{ .port }}
+      percent: {{ .ctx.Values.serving.shadow.percent }}
 {{- end }}
 {{- end }}

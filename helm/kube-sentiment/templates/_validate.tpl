@@ -6,6 +6,9 @@ Checks across values that the JSON schema cannot express. Rendered (for its fail
 {{- if and $s.canary.enabled (eq (toString $s.canary.modelVersion) (toString $s.stable.modelVersion)) }}
 {{- fail (printf "serving.canary.modelVersion (%v) must differ from serving.stable.modelVersion: a canary of the stable model tests nothing" $s.canary.modelVersion) }}
 {{- end }}
+{{- if and $s.shadow.enabled (eq (toString $s.shadow.modelVersion) (toString $s.stable.modelVersion)) }}
+{{- fail (printf "serving.shadow.modelVersion (%v) must differ from serving.stable.modelVersion: a shadow of the stable model tests nothing" $s.shadow.modelVersion) }}
+{{- end }}
 {{- if and $s.autoscaling.enabled (gt ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
 {{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" }}
 {{- end }}
