@@ -41,7 +41,7 @@ wait_job() {
 
 # wait_kserve <namespace>: in kserve mode Helm's --wait cannot see the predictor Deployments that KServe creates
 # from the InferenceService, so wait for them (and the canary's) to exist and roll out, then for the
-# InferenceService to be Ready. Nothing to do in deployment mode.
+# InferenceService (and the shadow's) to be Ready. Nothing to do in deployment mode.
 wait_kserve() {
   local ns="$1" name names
   kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
@@ -54,4 +54,14 @@ wait_kserve() {
     kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
   done
   kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
+  # The shadow is an InferenceService of its own (the predictors above mirror to it).
+  local shadow
+  shadow="$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}-shadow" \
+    -o jsonpath='{.metadata.name}/{.metadata.deletionTimestamp}' 2>/dev/null || true)"
+  if [[ "${shadow}" == "${release}-shadow/" ]]; then # exists and is not being deleted
+    kubectl -n "${ns}" wait --for=create "deployment/${release}-shadow-predictor" --timeout="${timeout}" >/dev/null
+    kubectl -n "${ns}" rollout status "deployment/${release}-shadow-predictor" --timeout="${timeout}" >&2
+    kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}-shadow" \
+      --timeout="${timeout}" >&2
+  fi
 }
