@@ -547,9 +547,12 @@ class Cluster:
         )
         return env
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        """Run a command against the cluster; with ``check`` a failure raises with stdout and stderr."""
-        result = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, timeout=timeout, check=False)
+    def run(self, *argv: str, check: bool = True, timeout: float = 180,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command against the cluster (``stdin``: its input); with ``check`` a failure raises with stdout and
+        stderr."""
+        result = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, timeout=timeout, check=False,
+                                input=stdin)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(argv)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

@@ -141,7 +141,7 @@ def _weights(cluster: Env) -> dict[str, int]:
 def test_canary_start_promote_and_rollback(cluster: Env) -> None:
     cluster.script("deploy.sh", "production", "--set", "serving.mode=deployment")
     status = cluster.script("canary.sh", "production", "status").stdout
-    assert status.strip() == "revision=1 stable=1 canary=none weight=10"
+    assert status.strip() == "revision=1 stable=1 canary=none weight=10 shadow=none rollout=none"
     assert _track_versions(cluster) == {"stable": "1"} and _weights(cluster) == {"stable": 100}
 
     cluster.script("canary.sh", "production", "start", "2", "20")
@@ -152,7 +152,8 @@ def test_canary_start_promote_and_rollback(cluster: Env) -> None:
     refused = cluster.script("canary.sh", "production", "start", "1", "30", check=False)
     assert refused.returncode != 0
     status = cluster.script("canary.sh", "production", "status").stdout
-    assert status.strip() == "revision=3 stable=1 canary=2 weight=20"  # start: ready at weight 0, then 20 %
+    # start: ready at weight 0, then 20 %
+    assert status.strip() == "revision=3 stable=1 canary=2 weight=20 shadow=none rollout=none"
     assert _weights(cluster) == {"stable": 80, "canary": 20}
 
     promoted = cluster.script("canary.sh", "production", "promote").stdout
@@ -165,3 +166,27 @@ def test_canary_start_promote_and_rollback(cluster: Env) -> None:
 
     nothing = cluster.script("canary.sh", "production", "promote", check=False)
     assert nothing.returncode == 1 and "no canary" in nothing.stderr
+
+
+def _mirror(cluster: Env) -> list[dict[str, object]]:
+    out = cluster.kubectl("-n", "production", "get", "httproutes", "-l", "app.kubernetes.io/instance=kube-sentiment",
+                          "-o", "jsonpath={.items[0].spec.rules[0].filters}")
+    return json.loads(out) if out else []
+
+
+def test_shadow_mirrors_then_becomes_the_canary_and_is_promoted(cluster: Env) -> None:
+    cluster.script("deploy.sh", "production", "--set", "serving.mode=deployment", "--set",
+                   "serving.stable.modelVersion=1")
+    cluster.script("canary.sh", "production", "shadow", "3", "40")
+    assert _track_versions(cluster) == {"stable": "1", "shadow": "3"}
+    assert _weights(cluster) == {"stable": 100}  # the shadow answers nothing
+    assert _mirror(cluster) == [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"group": "", "kind": "Service", "name": "kube-sentiment-shadow", "port": 8080},
+        "percent": 40}}]
+    assert "shadow=3@40" in cluster.script("canary.sh", "production", "status").stdout
+    # Starting the shadow's version as the canary ends the shadow.
+    cluster.script("canary.sh", "production", "start", "3", "5")
+    assert _track_versions(cluster) == {"stable": "1", "canary": "3"} and not _mirror(cluster)
+    assert _weights(cluster) == {"stable": 95, "canary": 5}
+    cluster.script("canary.sh", "production", "promote")
+    assert _track_versions(cluster) == {"stable": "3"}
