@@ -12,6 +12,11 @@
 #   scripts/smoke.sh <env> registry [decision]     MLflow: the 'candidate' version is registered with the gate's
 #                                                  decision recorded (and equal to [decision] when given)
 #   scripts/smoke.sh <env> drift                   run the drift CronJob now as a Job and check its report
+#   scripts/smoke.sh <env> traffic start|stop      live traffic through the Gateway from a Deployment in <env>
+#                                                  (varied texts, V1 REST, back to back) for automatic rollouts
+#   scripts/smoke.sh <env> rollout <version> <decision>
+#                                                  the last rollout of <version>: its MLflow tag
+#                                                  rollout.<env>.decision = <decision>, and its Events
 #
 #   <env> is staging or production (release "kube-sentiment"). KS_IMAGE: the kube-sentiment image (default
 #   kube-sentiment:<appVersion>); KS_CLIENT_IMAGE: the curl image (default CURL_IMAGE of k8s/versions.env);
@@ -21,7 +26,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,23p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 number() { [[ "${1:-}" =~ ^[0-9]+$ ]] || usage; }
@@ -40,6 +45,11 @@ case "$1" in
         [[ $# -le 2 ]] || usage
         ;;
       registry) [[ $# -le 1 ]] || usage ;;
+      traffic) [[ $# -eq 1 && ("$1" == start || "$1" == stop) ]] || usage ;;
+      rollout)
+        number "${1:-}"
+        [[ $# -eq 2 ]] || usage
+        ;;
       *) usage ;;
     esac
     ;;

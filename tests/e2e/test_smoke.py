@@ -45,3 +45,11 @@ def test_registry() -> None:
 
 def test_drift() -> None:
     Release(ENV).drift()
+
+
+def test_traffic() -> None:
+    Release(ENV).traffic(ARGS[0])
+
+
+def test_rollout() -> None:
+    Release(ENV).rollout(ARGS[0], ARGS[1])

@@ -75,6 +75,33 @@ i=0
 while [ "${i}" -lt "${n}" ]; do ask; i=$((i + 1)); done
 """
 
+#: The in-pod traffic loop of ``Release.traffic``: the V1 request bodies given, through the Gateway, back to back,
+#: forever (a failed request is skipped). POSIX sh + curl.
+TRAFFIC_LOOP = r"""
+url="$1" host="$2"
+shift 2
+while :; do
+  for body in "$@"; do
+    curl -sS -o /dev/null --max-time 10 -H "Host: ${host}" -H 'Content-Type: application/json' -d "${body}" \
+      "${url}/v1/models/sentiment:predict" || true
+  done
+done
+"""
+#: Varied texts (positive, negative, neutral) for live traffic: the class mix an automatic rollout compares.
+TRAFFIC_TEXTS = (
+    "I love this, thank you so much", "worst flight ever, two hours late", "the meeting is at noon",
+    "great service and friendly crew", "my bag is lost and nobody answers", "what time does the gate open",
+    "thanks for the upgrade, amazing", "cancelled again, this is ridiculous", "flying to Boston tomorrow",
+    "best customer support I have had", "the seat was broken and dirty", "is there wifi on this plane",
+    "really happy with the new app", "rude staff at the counter today", "the flight number changed",
+    "smooth landing, well done", "still waiting for a refund", "I will check in online tonight",
+)
+#: Name (and label value) of the traffic Deployment.
+TRAFFIC = "ks-traffic"
+#: The ``source`` of the Kubernetes Events ``kube-sentiment rollout run`` writes.
+ROLLOUT_EVENT_SOURCE = "kube-sentiment-rollout"
+
+
 
 class CheckFailed(AssertionError):
     """A check saw something wrong; the message says what."""
@@ -492,6 +519,57 @@ class Release:
         else:
             self.log(f"report {report_path} is in the MLflow artefact store (drift.logToMlflow)")
         return result
+
+    def traffic(self, action: str) -> None:
+        """``start``: a Deployment in the namespace sending varied V1 requests through the Gateway back to back (the
+        live traffic an automatic rollout judges), waited for until it runs; ``stop``: delete it."""
+        if action == "stop":
+            self.kubectl("delete", "deployment", TRAFFIC, "--ignore-not-found", "--wait=false")
+            return
+        if action != "start":
+            raise ValueError(f"traffic: start or stop, not {action!r}")
+        url, host = self.gateway()
+        self.log(f"{self.namespace}: traffic through {url} (Host: {host}) from deployment/{TRAFFIC}")
+        n = len(TRAFFIC_TEXTS)
+        bodies = [json.dumps({"instances": [TRAFFIC_TEXTS[(i + k) % n] for k in (0, 5, 11, 13)]}) for i in range(n)]
+        pod = client_pod(TRAFFIC, self.client_image, ["sh", "-ec", TRAFFIC_LOOP, "traffic", url, host, *bodies])
+        spec = pod["spec"]
+        del spec["restartPolicy"]  # a Deployment's pods restart Always
+        spec["containers"][0]["resources"]["limits"]["memory"] = "64Mi"
+        labels = {"app.kubernetes.io/name": "kube-sentiment-traffic"}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": TRAFFIC, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": spec}},
+        }
+        applied = subprocess.run(
+            ["kubectl", "-n", self.namespace, "apply", "-f", "-"], input=json.dumps(deployment), capture_output=True,
+            text=True, timeout=60, check=False, env=dict(os.environ if self.env is None else self.env),
+        )
+        if applied.returncode != 0:
+            raise CheckFailed(f"cannot create deployment/{TRAFFIC}: {applied.stderr.strip()}")
+        self.kubectl("rollout", "status", f"deployment/{TRAFFIC}", "--timeout=5m", timeout=320)
+
+    def rollout(self, version: str, decision: str) -> dict[str, str]:
+        """The last rollout of ``version`` in this environment is recorded: MLflow's ``rollout.<env>.*`` tags on the
+        version, with ``decision`` as its decision, and ``kube-sentiment rollout`` Events in the namespace."""
+        out = self.curl(f"{self.mlflow_url}/api/2.0/mlflow/model-versions/get?name={MODEL}&version={version}")
+        tags = {t["key"]: t["value"] for t in json.loads(out)["model_version"].get("tags", [])}
+        prefix = f"rollout.{self.namespace}."
+        mine = {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+        self.log(f"version {version}: " + ", ".join(f"{k}={v[:120]}" for k, v in sorted(mine.items())))
+        if mine.get("decision") != decision:
+            raise CheckFailed(f"rollout decision of version {version} is {mine.get('decision')}, expected {decision}")
+        events = [e for e in self.get("events") or [] if e.get("source", {}).get("component") == ROLLOUT_EVENT_SOURCE
+                  or e.get("reportingComponent") == ROLLOUT_EVENT_SOURCE]
+        if not events:
+            raise CheckFailed(f"no Events from {ROLLOUT_EVENT_SOURCE} in {self.namespace}")
+        for e in events[-10:]:
+            self.log(f"event {e.get('lastTimestamp') or e.get('eventTime')} {e['type']} {e['reason']}: {e['message']}")
+        return mine
+
 
 
 def client_pod(name: str, image: str, command: list[str], volume: tuple[str, str] | None = None) -> dict[str, Any]:

@@ -26,6 +26,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 OUR_SCRIPTS = ["kind-up.sh", "deploy.sh", "canary.sh", "smoke.sh", "diagnostics.sh"]
+#: Workflow -> job -> permissions beyond read that the job needs (pushing the image to GHCR).
+WRITE_PERMISSIONS = {"cd.yaml": {"image": {"packages": "write"}}}
+#: Workflows whose runs queue instead of cancelling each other (a deployment never stops halfway).
+QUEUED = {"cd.yaml"}
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 # `with:` inputs that name a version or an image: they must come from k8s/versions.env.
 VERSION_INPUTS = {"version", "kubectl_version", "node_image", "go-version", "python-version", "yamllint_version",
@@ -77,7 +81,7 @@ def tool(name: str) -> Path:
 
 
 def test_the_workflows_exist() -> None:
-    assert {p.name for p in WORKFLOWS} >= {"ci.yaml", "e2e-kind.yaml"}
+    assert {p.name for p in WORKFLOWS} >= {"ci.yaml", "e2e-kind.yaml", "cd.yaml"}
 
 
 def test_actionlint_reports_nothing() -> None:
@@ -108,7 +112,10 @@ def test_least_privilege(path: Path) -> None:
     for name, job in workflow["jobs"].items():
         perms = job.get("permissions")
         assert isinstance(perms, dict) and perms, f"{path.name}: job {name} must declare its permissions"
-        assert set(perms.values()) == {"read"}, f"{path.name}: job {name} asks for more than read: {perms}"
+        allowed = WRITE_PERMISSIONS.get(path.name, {}).get(name, {})
+        extra = {k: v for k, v in perms.items() if v != "read"}
+        assert extra == allowed, f"{path.name}: job {name} asks for {extra or 'nothing'} beyond read, not {allowed}"
+        assert perms.get("contents") == "read", f"{path.name}: job {name} must read its contents only"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -116,7 +123,7 @@ def test_superseded_runs_are_cancelled(path: Path) -> None:
     concurrency = load(path).get("concurrency")
     assert isinstance(concurrency, dict), f"{path.name}: no concurrency group"
     assert "github.workflow" in concurrency["group"] and "github.ref" in concurrency["group"]
-    assert concurrency.get("cancel-in-progress") is True
+    assert concurrency.get("cancel-in-progress") is (path.name not in QUEUED)
 
 
 def test_ci_runs_on_every_push_and_pull_request() -> None:
@@ -151,6 +158,31 @@ def test_no_sleeps_anywhere() -> None:
             assert not re.search(r"(^|[\s;&|(])sleep\s", code), f"{path.name}:{n} sleeps: {line.strip()}"
 
 
+def test_cd_deploys_what_ci_passed_staging_then_production_behind_approval() -> None:
+    workflow = load(REPO / ".github" / "workflows" / "cd.yaml")
+    triggers = workflow[True]
+    assert triggers["workflow_run"] == {"workflows": ["ci"], "types": ["completed"], "branches": ["main"]}
+    jobs = workflow["jobs"]
+    assert "workflow_run.conclusion == 'success'" in jobs["image"]["if"]
+    build = next(s for s in jobs["image"]["steps"] if s.get("id") == "build")
+    assert build["with"]["push"] is True and jobs["image"]["outputs"]["digest"] == "${{ steps.build.outputs.digest }}"
+    assert jobs["staging"]["needs"] == "image" and jobs["production"]["needs"] == ["image", "staging"]
+    assert jobs["staging"]["environment"] == "staging" and jobs["production"]["environment"] == "production"
+    runs = {name: "\n".join(s.get("run", "") for s in job["steps"]) for name, job in jobs.items()}
+    # The deploy steps are the scripts the tests drive, the image pinned by its digest.
+    assert 'scripts/deploy.sh staging --set-string "image.digest=${IMAGE_DIGEST}"' in runs["staging"]
+    assert "scripts/smoke.sh staging" in runs["staging"]
+    assert 'scripts/deploy.sh production --set-string "image.digest=${IMAGE_DIGEST}"' in runs["production"]
+    assert 'scripts/canary.sh production auto "${MODEL_VERSION}"' in runs["production"]
+    assert jobs["production"]["env"]["MODEL_VERSION"] == "${{ needs.staging.outputs.model-version }}"
+    for name in ("staging", "production"):
+        cluster = next(s for s in jobs[name]["steps"] if s.get("id") == "cluster")
+        assert cluster["env"]["KUBECONFIG_DATA"] == "${{ secrets.KUBECONFIG }}"
+        assert "::notice" in cluster["run"] and "present=false" in cluster["run"]
+        for step in jobs[name]["steps"][3:]:
+            assert "steps.cluster.outputs.present == 'true'" in step.get("if", ""), step.get("name")
+
+
 def test_e2e_runs_the_whole_loop_in_order() -> None:
     workflow = load(REPO / ".github" / "workflows" / "e2e-kind.yaml")
     job = workflow["jobs"]["e2e"]
@@ -171,6 +203,17 @@ def test_e2e_runs_the_whole_loop_in_order() -> None:
         "scripts/canary.sh production rollback",
         "scripts/smoke.sh production only 1",
         "scripts/smoke.sh production drift",
+        "scripts/deploy.sh train staging --builtin-corpus --env KS_TRAIN_FLOOR=0 --env KS_TRAIN_ALPHA=1",
+        "scripts/deploy.sh production",
+        "scripts/smoke.sh production traffic start",
+        "scripts/canary.sh production auto 2",
+        "scripts/smoke.sh production only 2",
+        "scripts/smoke.sh production rollout 2 promoted",
+        "scripts/canary.sh production auto 3",
+        '[[ "${status}" -eq 3 ]]',
+        "scripts/smoke.sh production only 2",
+        "scripts/smoke.sh production rollout 3 rolled_back",
+        "scripts/smoke.sh production traffic stop",
     ]
     at = 0
     for step in expected:
@@ -277,6 +320,11 @@ def test_scripts_are_strict_and_executable(name: str) -> None:
         (["smoke.sh"], 2),
         (["smoke.sh", "qa"], 2),
         (["smoke.sh", "staging", "split", "x"], 2),
+        (["smoke.sh", "staging", "traffic"], 2),
+        (["smoke.sh", "staging", "rollout", "two", "promoted"], 2),
+        (["canary.sh", "production", "shadow", "2"], 2),
+        (["canary.sh", "production", "auto"], 2),
+        (["canary.sh", "production", "auto", "latest"], 2),
         (["kind-up.sh", "--bogus"], 2),
         (["kind-up.sh", "--help"], 0),
     ],
@@ -289,6 +337,17 @@ def test_scripts_refuse_bad_arguments_before_touching_a_cluster(args: list[str],
     assert result.returncode == code, result.stdout + result.stderr
     if code == 2:
         assert result.stderr.strip(), "a usage error must say what is wrong"
+
+
+@pytest.mark.parametrize("name", ["VERSION_LOOP", "TRAFFIC_LOOP"])
+def test_the_in_pod_request_loops_are_posix_sh(name: str) -> None:
+    from tests.support import cluster_checks
+
+    sh = shutil.which("dash") or shutil.which("sh")
+    assert sh
+    result = subprocess.run([sh, "-n", "-c", getattr(cluster_checks, name)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="module")
