@@ -1,13 +1,17 @@
 """Real servers for the tests: ``mlflow server``, ``moto_server`` (S3), the shipper and the predictor as child
-processes."""
+processes, and a recorder of the POSTs it gets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +199,48 @@ def start_predictor(tmp: Path, args: list[str], env: dict[str, str] | None = Non
 
     wait_until(lambda: up("/v2/models/sentiment/ready" if wait_ready else "/"), deadline_s, "the predictor")
     return predictor
+
+
+@dataclass
+class Recorder:
+    """A real HTTP server keeping every POST it gets (path, headers, body) and answering ``status``."""
+
+    url: str
+    posts: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    status: int = 202
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bodies(self) -> list[bytes]:
+        """The bodies received so far."""
+        with self.lock:
+            return [body for _, _, body in self.posts]
+
+
+@contextlib.contextmanager
+def recorder() -> Iterator[Recorder]:
+    """A :class:`Recorder` on a free loopback port, serving from a thread until the block ends."""
+    port = free_port()
+    rec = Recorder(f"http://127.0.0.1:{port}")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            with rec.lock:
+                rec.posts.append((self.path, dict(self.headers), body))
+            self.send_response(rec.status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
