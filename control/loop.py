@@ -470,7 +470,7 @@ class LocalRollout:
             process = _start(name, [
                 str(BIN / "kube-sentiment"), "serve", "--model-uri", f"models:/{self.model_name}/{version}",
                 "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--environment", "local",
-                "--track", track, "--events-url", f"http://127.0.0.1:{self.ship_port}/v1/events", "--log-text",
+                "--track", track, "--events-dir", str(self.state / "spool" / "journal"), "--log-text",
             ], self.logs, {"MLFLOW_TRACKING_URI": self.tracking})
             url = f"http://127.0.0.1:{http_port}"
             _wait(lambda: _ok(f"{url}/v2/health/ready"), self.deadline_s, name, process, self.logs / f"{name}.log")

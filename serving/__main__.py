@@ -118,6 +118,10 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     server.dataplane = model_aware_dataplane(server.registered_models)
     install_handlers(model)
     feedback.install(model)
+    if settings.track == "shadow":  # the copies the stable and canary predictors send (kserve mode)
+        from serving.mirror import install_mirror_route
+
+        install_mirror_route(model)
     if settings.load_in_background:
         server.register_model(model)
         _load_in_background(model)

@@ -51,8 +51,9 @@ class EventContext:
     log_text: bool
 
 
-_Record = tuple[str, float, str, list[str], np.ndarray, float]
-"""request id, time, protocol, texts, probabilities, latency in ms: one request's events, not yet encoded."""
+_Record = tuple[str, float, str, list[str], np.ndarray, float, str | None]
+"""request id, time, protocol, texts, probabilities, latency in ms, id of the request it mirrors: one request's
+events, not yet encoded."""
 _Encoded = tuple[bytes, int]
 """A line already encoded (by :meth:`EventEmitter.submit_line`) and the number of events it counts for."""
 
@@ -98,14 +99,16 @@ class EventEmitter:
         return self._queued
 
     def submit(
-        self, request_id: str, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float
+        self, request_id: str, protocol: str, texts: list[str], probs: np.ndarray, latency_ms: float,
+        mirror_of: str | None = None,
     ) -> None:
-        """Queue the events of one request, or drop and count them when the queue is full. Never raises."""
+        """Queue the events of one request (``mirror_of``: a shadow's copy of that request), or drop and count them
+        when the queue is full. Never raises."""
         n = len(texts)
         if self._queued + n > self.queue_size:
             self._drop("dropped_queue_full", n)
             return
-        self._records.append((request_id, time.time(), protocol, texts, probs, latency_ms))
+        self._records.append((request_id, time.time(), protocol, texts, probs, latency_ms, mirror_of))
         self._accepted(n)
 
     def submit_line(self, line: bytes, events: int = 1) -> None:
@@ -142,10 +145,10 @@ class EventEmitter:
             if type(record[0]) is bytes:
                 line, count = record  # type: ignore[misc]
             else:
-                request_id, ts, protocol, texts, probs, latency_ms = record  # type: ignore[misc]
+                request_id, ts, protocol, texts, probs, latency_ms, mirror_of = record  # type: ignore[misc]
                 count = len(texts)
                 try:
-                    line = self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms)
+                    line = self._encoder.line(request_id, ts, protocol, texts, probs, latency_ms, mirror_of)
                 except Exception as e:  # not valid Unicode (the model refuses it, so a bug): drop, keep going
                     self._queued -= count
                     self._drop("dropped_unencodable", count)

@@ -31,6 +31,7 @@ from serving.fastpath import ProbaFn, build_proba_fn
 from serving.loader import LoadedModel
 from serving.loader import load as load_artefact
 from serving.metrics import ServingMetrics
+from serving.mirror import Mirror
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class SentimentModel(Model):
         self._metrics: ServingMetrics | None = None
         self._batcher: MicroBatcher | None = None
         self._emitter: EventEmitter | None = None
+        self._mirror: Mirror | None = None
         self._explainer: Explainer | None = None
         self._classes_arr = np.array([], dtype=object)
 
@@ -153,6 +155,9 @@ class SentimentModel(Model):
             self._emitter = EventEmitter(
                 journal, context, metrics, s.events_queue_size, s.events_batch_size, s.events_flush_interval_s
             )
+        if s.mirror_url:
+            self._mirror = Mirror(s.mirror_url, self.name, s.mirror_percent, self._registry, s.mirror_queue_size,
+                                  s.mirror_concurrency, s.mirror_timeout_s)
         self.ready = True
         log.info(
             "model %s version %s ready (%s path, classes %s) in %.2fs",
@@ -230,16 +235,41 @@ class SentimentModel(Model):
             raise
         labels = self._classes_arr[probs.argmax(axis=1)]
         # every text's id is <request id>:<index>, the id of its logged event and what feedback refers to
-        request_id = (body.id if is_v2 else None) or (headers or {}).get("x-request-id") or os.urandom(16).hex()
+        given = (body.id if is_v2 else None) or (headers or {}).get("x-request-id")
+        request_id = given or os.urandom(16).hex()
         if is_v2:
             response: Any = self._v2_response(body, request_id, labels, probs)
         else:
             response = self._v1_response(labels, probs, request_id)
         elapsed = time.perf_counter() - started
         metrics.success(protocol, elapsed, len(texts))
+        mirror_of = None
+        if self.settings.track == "shadow" and given:  # a copy the Gateway sent: its id is the live request's
+            mirror_of, request_id = given, f"{given}.shadow"
         if self._emitter is not None:
-            self._emitter.submit(request_id, protocol, texts, probs, elapsed * 1000.0)
+            self._emitter.submit(request_id, protocol, texts, probs, elapsed * 1000.0, mirror_of)
+        if self._mirror is not None:
+            self._mirror.submit(request_id, protocol, texts)
         return response, {REQUEST_ID_HEADER: request_id}
+
+    async def answer_copy(self, mirror_of: str, protocol: str, texts: Any) -> None:
+        """Answer a copy of request ``mirror_of`` sent by a predictor's mirror (``serving.mirror``): validated and
+        computed like a request, its events logged with ``mirror_of``; the answer goes nowhere."""
+        started = time.perf_counter()
+        metrics = self._metrics
+        if not self.ready or metrics is None or self._batcher is None:
+            raise NotReady(self.name, self.load_error or "the model is not loaded yet")
+        try:
+            if not isinstance(texts, list):
+                raise BadInput(f"texts is {_json_type(texts)}; it must be an array of strings")
+            probs = await self._batcher.submit(self._check_texts(texts, "texts"))
+        except (InvalidInput, ModelNotReady) as e:
+            metrics.request(protocol, status_of(e))
+            raise
+        elapsed = time.perf_counter() - started
+        metrics.success(protocol, elapsed, len(texts))
+        if self._emitter is not None:
+            self._emitter.submit(f"{mirror_of}.shadow", protocol, texts, probs, elapsed * 1000.0, mirror_of)
 
     def _explain(self, protocol: str, body: Any, headers: dict[str, str] | None, started: float) -> dict[str, Any]:
         """V1 ``:explain``: the :predict answer of every text plus, per class, the features that pushed its score

@@ -88,6 +88,17 @@ class ServeSettings(ProcessSettings):
     """Log one line per HTTP request (uvicorn's access log)."""
     download_dir: Path | None = None
     """Where a registry model is downloaded (default: a fresh temporary directory)."""
+    mirror_url: str = ""
+    """Base URL of a shadow predictor to send copies of answered requests to (kserve mode, ``serving.mirror``);
+    empty: no copies."""
+    mirror_percent: int = Field(100, ge=0, le=100)
+    """Share of the answered requests copied to the shadow, percent."""
+    mirror_queue_size: int = Field(1000, ge=1)
+    """Most copies waiting to be sent; beyond it a copy is dropped (and counted), never the answer delayed."""
+    mirror_concurrency: int = Field(8, ge=1, le=256)
+    """Most POSTs of copies in flight at once."""
+    mirror_timeout_s: float = Field(2.0, gt=0.0, le=60.0)
+    """Timeout of one POST of copies; a failed POST drops its copies (counted)."""
 
     @field_validator("events_dir", mode="before")
     @classmethod
@@ -97,6 +108,10 @@ class ServeSettings(ProcessSettings):
 
     @model_validator(mode="after")
     def _one_source(self) -> ServeSettings:
+        if self.mirror_url and self.track == "shadow":
+            raise ValueError("a shadow predictor sends no copies: mirror_url is for the stable and canary tracks")
+        if self.mirror_url and not self.mirror_url.startswith(("http://", "https://")):
+            raise ValueError(f"mirror_url {self.mirror_url!r} must be an http:// or https:// base URL")
         if self.model_uri and self.model_dir is not None:
             raise ValueError(
                 f"set either model_uri ({self.model_uri!r}) or model_dir ({str(self.model_dir)!r}), not both"
