@@ -157,7 +157,7 @@ class SentimentModel(Model):
             )
         if s.mirror_url:
             self._mirror = Mirror(s.mirror_url, self.name, s.mirror_percent, self._registry, s.mirror_queue_size,
-                                  s.mirror_concurrency, s.mirror_timeout_s)
+                                  s.mirror_concurrency, s.mirror_timeout_s, flush_interval_s=s.mirror_flush_interval_s)
         self.ready = True
         log.info(
             "model %s version %s ready (%s path, classes %s) in %.2fs",

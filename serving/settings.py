@@ -99,6 +99,9 @@ class ServeSettings(ProcessSettings):
     """Most POSTs of copies in flight at once."""
     mirror_timeout_s: float = Field(2.0, gt=0.0, le=60.0)
     """Timeout of one POST of copies; a failed POST drops its copies (counted)."""
+    mirror_flush_interval_s: float = Field(0.1, gt=0.0, le=10.0)
+    """Longest a copy waits before being sent when fewer than a batch wait: copies go in batches, since a POST per
+    request would cost the predictor more than answering the request."""
 
     @field_validator("events_dir", mode="before")
     @classmethod
