@@ -13,6 +13,9 @@ A full run takes about 4 minutes. Servers:
 - ``noop``: a ``kserve.Model`` that returns a constant one-text answer without looking at the input (the ceiling).
 - ``baseline``: the standard way: a ``kserve.Model`` whose ``predict`` calls the pipeline's ``predict_proba``.
 - ``ours``: ``python -m serving`` (fast path + micro-batching), prediction events off.
+- ``ours+mirror``: ``ours`` sending a copy of every request to a shadow (kserve mode's mirroring,
+  ``serving.mirror``), received on the load core by a stand-in for the shadow's mirror endpoint that reads each POST
+  and answers 202 (what the shadow then computes is the shadow's cost, not this predictor's).
 - ``ours+events``: the same with prediction events on: appended to its journal, which a real ``kube-sentiment
   ship`` sidecar (on the load core) reads into its spool and ships to a local sink, as in the pod.
 
@@ -369,6 +372,71 @@ def _shipper_command(port: int, workdir: Path) -> tuple[list[str], dict[str, str
     return ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "serving.shipper"], env
 
 
+def _mirror_sink_command(port: int) -> list[str]:
+    return ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.serve_bench", "mirror-sink", "--port", str(port)]
+
+
+def mirror_sink(port: int) -> None:
+    """Stands in for the shadow's ``POST /v1/models/<name>/mirror``: reads each POST, answers 202, keeps nothing."""
+    import re
+
+    import uvloop
+
+    content_length = re.compile(rb"(?i)content-length:\s*(\d+)")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = content_length.search(head)
+                if match:
+                    await reader.readexactly(int(match.group(1)))
+                writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def run() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(run())
+
+
+def mirror_cost(sink_port: int, per_send: int, count: int = 20_000, rounds: int = 5) -> float:
+    """CPU µs per copied request of the whole mirror path (submit, encode, POST to the stand-in shadow), measured in
+    this process with the predictor's defaults, sending every ``per_send`` copies (the copies one flush interval
+    gathers at the server's fastest rate); the median of ``rounds``."""
+    import statistics
+
+    from prometheus_client import CollectorRegistry
+
+    from serving.mirror import Mirror
+    from serving.settings import ServeSettings
+
+    corpus = _texts()
+    texts = (corpus * (count // len(corpus) + 1))[:count]
+    defaults = ServeSettings()
+
+    async def one() -> float:
+        mirror = Mirror(f"http://127.0.0.1:{sink_port}", MODEL, 100, CollectorRegistry(),
+                        queue_size=count + 1, concurrency=defaults.mirror_concurrency)
+        mirror.submit("bench-warm-up", "v1", ["warm up"])
+        await mirror.flush(deadline_s=60)  # the HTTP client and its connection exist before the clock starts
+        started = time.process_time()
+        for i, text in enumerate(texts):
+            mirror.submit(f"bench-{i}", "v1", [text])
+            if i % per_send == per_send - 1:
+                await mirror.flush(deadline_s=60)  # what the sender does every flush interval
+        await mirror.flush(deadline_s=60)
+        used = time.process_time() - started
+        await mirror.aclose()
+        if mirror.counts["sent"] != count + 1:
+            raise SystemExit(f"mirror cost: {mirror.counts} for {count + 1} copies")
+        return used / count * 1e6
+
+    return statistics.median(asyncio.run(one()) for _ in range(rounds))
+
+
 def emitter_cost(count: int = 20_000, rounds: int = 5) -> float:
     """CPU µs per event of the whole emitter path (submit, encode, append to the journal), measured in this process
     with the predictor's default batch size and text logging; the median of ``rounds``.
@@ -445,6 +513,8 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
     events_dir = Path(tempfile.mkdtemp(prefix="ks-serve-bench-events-"))
     command, env = _shipper_command(free_port(), events_dir)
     shipper = subprocess.Popen(command, cwd=REPO, env=os.environ | env)
+    mirror_port = free_port()
+    shadow = subprocess.Popen(_mirror_sink_command(mirror_port), cwd=REPO)
     python = sys.executable
     quiet = {"KS_SERVE_LOG_LEVEL": "WARNING", "KS_SERVE_JSON_LOGS": "true"}
     commands = {
@@ -454,10 +524,13 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
         "ours": ([python, "-m", "serving", "--model-dir", str(model_dir)], {"KS_SERVE_EVENTS_DIR": "", **quiet}),
         "ours+events": ([python, "-m", "serving", "--model-dir", str(model_dir)],
                         {"KS_SERVE_EVENTS_DIR": str(events_dir / "spool" / "journal"), **quiet}),
+        "ours+mirror": ([python, "-m", "serving", "--model-dir", str(model_dir)],
+                        {"KS_SERVE_EVENTS_DIR": "", "KS_SERVE_MIRROR_URL": f"http://127.0.0.1:{mirror_port}",
+                         "KS_SERVE_MIRROR_PERCENT": "100", **quiet}),
     }
-    cells = [(p, c, 1, ["noop", "baseline", "ours"] + (["ours+events"] if c == 32 else []))
+    cells = [(p, c, 1, ["noop", "baseline", "ours"] + (["ours+events", "ours+mirror"] if c == 32 else []))
              for p in PROTOCOLS for c in (8, 32)]
-    cells += [(p, 8, 64, ["baseline", "ours"]) for p in PROTOCOLS]
+    cells += [(p, 8, 64, ["baseline", "ours", "ours+mirror"]) for p in PROTOCOLS]
     servers: dict[str, Server] = {}
     results: dict[tuple[str, str, int, int], dict[str, Any]] = {}
     try:
@@ -472,16 +545,25 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
                       f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}", file=sys.stderr)
         rss = {name: server.peak_rss_mb() for name, server in servers.items()}
         event_us = emitter_cost()
+        from serving.settings import ServeSettings
+
+        fastest = max(v["rps"] for k, v in results.items() if k[0] == "ours" and k[3] == 1)
+        per_send = max(1, round(fastest * ServeSettings().mirror_flush_interval_s))
+        mirror_us = mirror_cost(mirror_port, per_send)
     finally:
         for server in servers.values():
             _stop(server)
         shipper.terminate()
         shipper.wait()
+        shadow.terminate()
+        shadow.wait()
         shutil.rmtree(events_dir, ignore_errors=True)
     return {
         "cells": [{"server": k[0], "protocol": k[1], "c": k[2], "per_request": k[3], **v} for k, v in results.items()],
         "rss": rss,
         "emitter_us_per_event": event_us,
+        "mirror_us_per_copy": mirror_us,
+        "mirror_copies_per_send": per_send,
     }
 
 
@@ -549,6 +631,23 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     lines += ["", f"Emitter CPU per event, measured in-process (submit, encode, append to the journal): "
               f"{results['emitter_us_per_event']:.1f} µs, i.e. {results['emitter_us_per_event'] * fastest / 1e6:.1%} "
               f"of ours' time per single-text request at its fastest ({fastest:.0f} req/s)."]
+    lines += ["", "Shadow mirroring (kserve mode: the predictor sends a copy of every request), single text, c=32, "
+              "and 64 texts per request, c=8:", "",
+              "| protocol | ours req/s | ours+mirror req/s | cost | ours texts/s (x64) | ours+mirror texts/s (x64) "
+              "| cost (x64) |", "|---|---|---|---|---|---|---|"]
+    for protocol in PROTOCOLS:
+        ours, mirror = _cell(results, "ours", protocol, 32, 1), _cell(results, "ours+mirror", protocol, 32, 1)
+        ours64, mirror64 = _cell(results, "ours", protocol, 8, 64), _cell(results, "ours+mirror", protocol, 8, 64)
+        if ours and mirror and ours64 and mirror64:
+            lines.append(f"| {PROTOCOL_NAMES[protocol]} | {ours['rps']:.0f} | {mirror['rps']:.0f} "
+                         f"| {1 - mirror['rps'] / ours['rps']:.1%} | {ours64['texts_per_s']:.0f} "
+                         f"| {mirror64['texts_per_s']:.0f} "
+                         f"| {1 - mirror64['texts_per_s'] / ours64['texts_per_s']:.1%} |")
+    mirror_us = results["mirror_us_per_copy"]
+    lines += ["", f"Mirror CPU per copied request, measured in-process (submit, encode, POST to the stand-in shadow, "
+              f"{results['mirror_copies_per_send']} copies per POST: one flush interval at the fastest rate): "
+              f"{mirror_us:.1f} µs, i.e. {mirror_us * fastest / 1e6:.1%} of ours' time per single-text request at "
+              f"its fastest ({fastest:.0f} req/s)."]
     lines += ["", "Peak RSS of each server process (MB): "
               + ", ".join(f"{k} {v:.0f}" for k, v in results["rss"].items()) + ".", ""]
     errors = sum(c["errors"] for c in results["cells"])
@@ -572,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_p.add_argument("--model_dir", type=Path, required=True)
     serve_p.add_argument("--http_port", type=int, required=True)
     serve_p.add_argument("--grpc_port", type=int, required=True)
+    sink_p = sub.add_parser("mirror-sink")
+    sink_p.add_argument("--port", type=int, required=True)
     load_p = sub.add_parser("load")
     load_p.add_argument("--api", choices=PROTOCOLS, required=True)
     load_p.add_argument("--targets", required=True, help="http_port:grpc_port[,http_port:grpc_port...]")
@@ -583,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.role == "serve":
         serve(args.kind, args.model_dir, args.http_port, args.grpc_port)
+        return 0
+    if args.role == "mirror-sink":
+        mirror_sink(args.port)
         return 0
     if args.role == "load":
         targets = [(int(h), int(g)) for h, g in (t.split(":") for t in args.targets.split(","))]
