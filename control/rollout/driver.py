@@ -238,6 +238,15 @@ class Driver:
             raise DataError(f"{target.environment} serves {candidate} although the rollout of version {version} "
                             "holds the lock; fix the release by hand (scripts/canary.sh) and run again")
         index = policy.index_of(candidate.track, candidate.percent)
+        first_canary = next((i for i, s in enumerate(policy.steps) if s.track == "canary"), None)
+        if index is None and (candidate.track, candidate.percent) == ("canary", 0) and first_canary is not None:
+            # Killed between the two revisions of ``canary.sh start`` (the canary ready at 0 %, then its weight):
+            # finish applying the first canary step.
+            target.apply(version, policy.steps[first_canary])
+            state = target.state()
+            if state.candidate is not None:
+                candidate = state.candidate
+                index = policy.index_of(candidate.track, candidate.percent)
         if index is None:
             raise DataError(f"version {version} runs as {candidate.track} at {candidate.percent} %, which is no step "
                             f"of the policy {[s.name for s in policy.steps]}; set a step's traffic by hand "

@@ -241,7 +241,7 @@ def test_a_good_version_is_promoted_through_every_step(cluster: Cluster, env: di
     v = values(cluster)
     assert v["serving"]["stable"]["modelVersion"] == 2
     assert not v["serving"]["canary"]["enabled"] and not v["serving"]["shadow"]["enabled"]
-    assert len(history(cluster)) == before + 5  # shadow, 5, 25, 50, promote
+    assert len(history(cluster)) == before + 6  # shadow, 0 then 5 (canary.sh start: ready first), 25, 50, promote
     assert lock(cluster, mode) is None
     reasons = [e["reason"] for e in rollout_events(cluster, mode)]
     assert reasons[0] == "RolloutStarted" and reasons[-1] == "RolloutPromoted"

@@ -139,6 +139,20 @@ def test_a_killed_driver_resumes_where_the_release_is() -> None:
     assert calls[2][1] == release.history[before - 1].deployed_at  # canary 25 % judged from when it was applied
 
 
+def test_a_driver_killed_between_the_two_revisions_of_a_canary_start_resumes() -> None:
+    """``canary.sh start`` makes the canary ready at 0 %, then gives it its weight: killed in between, the next
+    driver finishes the first canary step instead of refusing a share that is no step."""
+    release, driver, journal, _, _ = setup(lambda *_: "advance")
+    release.acquire(Lock("2", "1", T0.isoformat(), "test"))
+    release.apply("2", POLICY.steps[0])
+    release.apply("2", POLICY.steps[1].model_copy(update={"percent": 0}))  # where the killed driver stopped
+    outcome = driver.run("2")
+    assert outcome.result == "promoted"
+    assert journal.decisions() == ["resumed", "advance", "advance", "advance", "promoted"]
+    assert [r.description for r in release.history[3:]] == ["canary 2 at 5 %", "canary 2 at 25 %",
+                                                            "canary 2 at 50 %", "promote 2"]
+
+
 def test_a_driver_killed_while_rolling_back_finishes_the_roll_back() -> None:
     release, driver, journal, _, clock = setup(lambda *_: "rollback")
     lock = Lock("2", "1", T0.isoformat(), "test", "rolling_back")
