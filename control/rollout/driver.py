@@ -8,7 +8,7 @@ Nothing of the rollout lives in the driver's memory: the :class:`Target` says wh
 share), since when, and holds the lock (which version, the revision to roll back to, the phase). A driver killed at
 any point and started again with the same version continues where the target is; a driver for another version, or
 a candidate that a person started by hand, is refused (:class:`RolloutBusy`, exit 75). The Kubernetes target is
-:class:`control.rollout.helm.HelmTarget`; the local loop has its own (``control.loop``), driving the same logic.
+:class:`control.rollout.helm.HelmTarget`; the local loop has its own (``control.loop_rollout``), driving the same logic.
 """
 
 from __future__ import annotations

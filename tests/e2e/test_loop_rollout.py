@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from control.loop import LocalRollout, register_permuted
+from control.loop_rollout import LocalRollout, register_permuted
 from control.rollout.policy import RolloutPolicy
 from model.settings import DataSettings, ModelSettings, TrackingSettings, TrainSettings
 from tests.support.servers import MlflowServer
