@@ -507,9 +507,9 @@ def test_drift_cronjob(helm_bin: Path) -> None:
     assert cron["schedule"] == "17 * * * *" and cron["timeZone"] == "Etc/UTC"
     job = cron["jobTemplate"]["spec"]
     assert job["ttlSecondsAfterFinished"] == 86400 and job["backoffLimit"] == 2
-    assert {"action": "FailJob", "onExitCodes": {"containerName": "drift", "operator": "In", "values": [3, 4, 65, 66, 78]}} in job[
-        "podFailurePolicy"
-    ]["rules"]
+    fail_job = {"action": "FailJob",
+                "onExitCodes": {"containerName": "drift", "operator": "In", "values": [3, 4, 65, 66, 78]}}
+    assert fail_job in job["podFailurePolicy"]["rules"]
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never" and pod["containers"][0]["args"] == ["drift"]
     config = one(objs, "ConfigMap", "-drift")["data"]
