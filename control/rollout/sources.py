@@ -1,6 +1,6 @@
 """What a rollout analysis is computed from: the prediction logs of the window (read with
 :func:`serving.eventlog.reader.read_window`) per track and model version, the serving metrics (a Prometheus query
-API when one is given), and live labels (the ``feedback`` event log, when the sink has one).
+API when one is given), and live labels (the ``feedback`` event log, joined by :mod:`control.quality.join`).
 
 The result is an :class:`~control.rollout.checks.AnalysisInput`, the pure input of the checks.
 """
@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from control.quality.join import FEEDBACK_COLUMNS, join
 from control.rollout.checks import AnalysisInput, Labelled, TrackSample
 from model.errors import DataError, UnavailableError
 from serving.eventlog.events import mirrored_event_id
-from serving.eventlog.parquet import EVENT_LOGS
+from serving.eventlog.parquet import FEEDBACK
 from serving.eventlog.reader import read_window
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,12 @@ class LogSource:
         return read_window(self.source, selection.start, selection.end, columns=COLUMNS, where=where,
                            endpoint_url=self.endpoint_url, region=self.region).table
 
-    def labels(self, selection: Selection) -> pa.Table | None:
-        """``(id, label)`` of the feedback on predictions of the window (up to now: labels come late), or ``None``
-        when the sink has no feedback log."""
-        feedback = EVENT_LOGS.get("feedback")
-        if feedback is None or not {"id", "label"} <= set(feedback.schema.names):
-            return None
+    def labels(self, selection: Selection) -> pa.Table:
+        """The feedback received from the window's start up to now (labels come late), the columns
+        :func:`control.quality.join.join` needs."""
         where = {"environment": selection.environment} if selection.environment is not None else None
-        window = read_window(self.source, selection.start, max(datetime.now(UTC), selection.end), event_log=feedback,
-                             columns=["id", "label"], where=where, endpoint_url=self.endpoint_url,
+        window = read_window(self.source, selection.start, max(datetime.now(UTC), selection.end), event_log=FEEDBACK,
+                             columns=list(FEEDBACK_COLUMNS), where=where, endpoint_url=self.endpoint_url,
                              region=self.region)
         return window.table
 
@@ -117,10 +115,13 @@ def _pairs(stable: pa.Table, candidate: pa.Table) -> tuple[np.ndarray, np.ndarra
             np.asarray(joined.column("candidate").to_pylist(), dtype=object))
 
 
-def _labelled(rows: pa.Table, labels: pa.Table) -> Labelled:
-    joined = rows.select(["id", "label"]).rename_columns(["id", "predicted"]).join(labels, "id", join_type="inner")
-    return Labelled(np.asarray(joined.column("label").to_pylist(), dtype=object),
-                    np.asarray(joined.column("predicted").to_pylist(), dtype=object))
+def _labelled(rows: pa.Table, feedback: pa.Table) -> Labelled:
+    """A track's predictions that have one true label, by the rules every consumer of feedback shares
+    (:func:`control.quality.join.join`: the latest label per source, the majority across sources); a label counts
+    whenever it came (the window's end is now)."""
+    labelled, _ = join(rows.select(["id", "ts", "label"]).to_pandas(), feedback.to_pandas(), math.inf)
+    return Labelled(np.asarray(labelled["true_label"].tolist(), dtype=object),
+                    np.asarray(labelled["label"].tolist(), dtype=object))
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def gather(inputs: Inputs, selection: Selection) -> Gathered:
     pairs = _pairs(stable_rows, candidate_rows) if selection.track == "shadow" else None
     labels = inputs.logs.labels(selection)
     labelled = None
-    if labels is not None and labels.num_rows:
+    if labels.num_rows:
         labelled = (_labelled(stable_rows, labels), _labelled(candidate_rows, labels))
         sources["labels"] = "feedback"
     classes = sorted({*map(str, stable.labels), *map(str, candidate.labels)})

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from control.rollout.analyze import main, render_table, summary
 from model.data import Split
 from model.errors import ExitCode
-from tests.support.events import PermutedModel, predicted_events, write_to_sink
+from tests.support.events import PermutedModel, feedback_events, predicted_events, write_to_sink
 
 N = 300
 
@@ -74,6 +74,25 @@ def test_a_shadow_with_a_permuted_class_mapping_is_rolled_back_naming_the_checks
     assert "agreement" in result["reason"] and "class_mix_psi" in result["reason"]
     moves = by_name["agreement"]["detail"]["disagreements"]
     assert all(" -> " in k for k in moves)
+
+
+def test_live_macro_f1_from_feedback_joined_by_the_shared_rules(tmp_path: Path, tiny_pipeline: Pipeline,
+                                                                  texts: list[str],
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    truth = [str(c) for c in tiny_pipeline.predict(texts)]  # the stable version is right by construction
+    stable_ids, canary_ids = [f"r{i}:0" for i in range(N)], [f"c{i}:0" for i in range(N)]
+    now = time.time()
+    wrong = "negative" if truth[0] != "negative" else "positive"
+    sink = write(tmp_path / "sink", predicted_events(tiny_pipeline, texts, "1", "stable", prefix="r"),
+                 predicted_events(PermutedModel(tiny_pipeline), texts, "2", "canary", prefix="c"),
+                 feedback_events(stable_ids + canary_ids, truth + truth, at=now),
+                 feedback_events(stable_ids[:1], [wrong], at=now - 60))  # corrected later by the same source
+    code, result, _ = run(sink, capsys, "--track", "canary")
+    assert code == ExitCode.ROLLBACK
+    f1 = checks(result)["f1_delta"]
+    assert f1["n"] == {"candidate": N, "stable": N}  # one true label per prediction: the correction replaced
+    assert f1["detail"]["stable_f1"] == 1.0 and f1["status"] == "fail" and f1["value"] < -0.5
+    assert result["sources"]["labels"] == "feedback"
 
 
 def test_too_little_data_holds(tmp_path: Path, tiny_pipeline: Pipeline, texts: list[str],
