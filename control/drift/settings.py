@@ -5,40 +5,16 @@ Built once in ``main()`` and passed down; nothing here reads the environment at 
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from control.quality.settings import QualitySettings
 from control.retrain import RetrainSettings
-from model.errors import ConfigError
-from model.process import ProcessSettings, SettingsGroup
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90m"``, ``"24h"``, ``"7d"``, ``"30s"`` as a timedelta; ``ValueError`` names the accepted form."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"window {text!r} is not a duration like '30m', '24h' or '7d'")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def window_bounds(start: datetime | None, end: datetime | None, window: str,
-                  now: datetime | None = None) -> tuple[datetime, datetime]:
-    """``(start, end)`` in UTC: ``end`` (default ``now``, default the current time) and ``start`` (default ``end``
-    minus ``window``); ``ConfigError`` when the start is not before the end."""
-    end = end or now or datetime.now(UTC)
-    start = start or end - parse_duration(window)
-    if start >= end:
-        raise ConfigError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
-    return start, end
+from control.window import WindowSettings
+from model.process import SettingsGroup
 
 
 class Thresholds(SettingsGroup):
@@ -80,7 +56,7 @@ class Thresholds(SettingsGroup):
     """Multiple-testing correction over the signals of one group."""
 
 
-class DriftSettings(ProcessSettings):
+class DriftSettings(WindowSettings):
     """Everything ``kube-sentiment drift`` needs."""
 
     model_config = SettingsConfigDict(env_prefix="KS_DRIFT_")
@@ -91,12 +67,6 @@ class DriftSettings(ProcessSettings):
     """S3-compatible endpoint for an ``s3://`` source (credentials from the standard AWS variables)."""
     s3_region: str = "us-east-1"
     """Region of the ``s3://`` source."""
-    window: str = "24h"
-    """Length of the window ending at ``end`` (``30m``, ``24h``, ``7d``); ignored when ``start`` is given."""
-    start: datetime | None = None
-    """Explicit window start (ISO 8601; UTC when no zone is given)."""
-    end: datetime | None = None
-    """Window end (default: now)."""
     environment: str | None = None
     """Only records of this environment (default: all in the source)."""
     reference_dir: Path | None = None
@@ -132,22 +102,3 @@ class DriftSettings(ProcessSettings):
     """Live quality from feedback (each also settable as ``KS_DRIFT_<NAME>``)."""
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     """Which verdicts start a training Job (each also settable as ``KS_DRIFT_<NAME>``)."""
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        """Reject a window that is not a duration."""
-        parse_duration(value)
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """Read a zone-less time as UTC."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-    def window_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        """``(start, end)`` of the window in UTC; ``ConfigError`` when the start is not before the end."""
-        return window_bounds(self.start, self.end, self.window, now)

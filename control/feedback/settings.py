@@ -5,14 +5,13 @@ Built once in ``main()`` and passed down; nothing here reads the environment at 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from control.drift.settings import parse_duration
-from model.errors import ConfigError
+from control.window import WindowSettings, parse_duration
 from model.process import ProcessSettings
 from serving.eventlog.feedback import SOURCE_IMPORT
 
@@ -56,45 +55,27 @@ class ImportSettings(SinkLocation):
     """Most rows accepted in one file."""
 
 
-class SnapshotSettings(SinkLocation):
+class SnapshotSettings(SinkLocation, WindowSettings):
     """``kube-sentiment feedback snapshot --out FILE``."""
+
+    model_config = SettingsConfigDict(env_prefix="KS_FEEDBACK_")
 
     out: Path
     """Parquet file to write: ``text``, ``label`` (the true label), ``ts`` (prediction time), ``prediction_id``,
     ``model_version``, ``predicted``, ``label_sources``; the window and the join counts in its metadata."""
     window: str = "30d"
     """Length of the window of predictions ending at ``end`` (``24h``, ``30d``); ignored when ``start`` is given."""
-    start: datetime | None = None
-    """Explicit window start (ISO 8601; UTC when no zone is given)."""
-    end: datetime | None = None
-    """Window end (default: now)."""
     environment: str | None = None
     """Only predictions (and feedback) of this environment (default: all)."""
     lateness: str = "7d"
     """Labels given up to this long after their prediction count (the drift job's lateness allowance)."""
 
-    @field_validator("window", "lateness")
+    @field_validator("lateness")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        """Reject a value that is not a duration."""
+    def _lateness(cls, value: str) -> str:
+        """Reject a lateness that is not a duration."""
         parse_duration(value)
         return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """Read a zone-less time as UTC."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-    def window_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
-        """``(start, end)`` in UTC; ``ConfigError`` when the start is not before the end."""
-        end = self.end or now or datetime.now(UTC)
-        start = self.start or end - parse_duration(self.window)
-        if start >= end:
-            raise ConfigError(f"window start {start.isoformat()} is not before its end {end.isoformat()}")
-        return start, end
 
     def lateness_delta(self) -> timedelta:
         """The lateness allowance."""

@@ -34,13 +34,13 @@ class QualitySettings(SettingsGroup):
     @classmethod
     def _lateness(cls, value: str) -> str:
         """Reject a lateness that is not a duration."""
-        from control.drift.settings import parse_duration
+        from control.window import parse_duration
 
         parse_duration(value)
         return value
 
     def lateness_delta(self) -> timedelta:
         """The lateness allowance as a timedelta."""
-        from control.drift.settings import parse_duration
+        from control.window import parse_duration
 
         return parse_duration(self.lateness)

@@ -18,15 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from control.drift.settings import parse_duration, window_bounds
 from control.rollout.checks import Decision, decide
 from control.rollout.policy import Analysis, RolloutPolicy, load_policy
 from control.rollout.sources import Gathered, Inputs, LogSource, Prometheus, Selection, gather
+from control.window import WindowSettings
 from model.logs import json_wanted
-from model.process import Outcome, ProcessSettings, SettingsGroup, run_process, settings_parser
+from model.process import Outcome, SettingsGroup, run_process, settings_parser
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class AnalysisSources(SettingsGroup):
         return Inputs(LogSource(self.source, self.s3_endpoint_url, self.s3_region), prometheus)
 
 
-class AnalyzeSettings(ProcessSettings):
+class AnalyzeSettings(WindowSettings):
     """Everything ``kube-sentiment rollout analyze`` needs (env ``KS_ROLLOUT_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="KS_ROLLOUT_")
@@ -74,10 +74,6 @@ class AnalyzeSettings(ProcessSettings):
     """Model version of the candidate (default: the one the window shows on its track)."""
     window: str = "10m"
     """Length of the window ending at ``end`` (``30s``, ``10m``, ``1h``); ignored when ``start`` is given."""
-    start: datetime | None = None
-    """Explicit window start (ISO 8601; UTC when no zone is given)."""
-    end: datetime | None = None
-    """Window end (default: now)."""
     policy_file: Path | None = None
     """YAML/JSON with the thresholds: the chart's values (its ``rollout`` key) or that block alone (default: the
     chart's defaults)."""
@@ -85,19 +81,6 @@ class AnalyzeSettings(ProcessSettings):
     """Where the analysis reads from."""
     summary_file: Path | None = None
     """Also write a compact JSON summary here (at most 4096 bytes: a Job's ``/dev/termination-log``)."""
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        from datetime import UTC
-
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def analyze(inputs: Inputs, selection: Selection, policy: Analysis) -> tuple[Decision, dict[str, Any]]:
@@ -172,7 +155,7 @@ def show(result: dict[str, Any], json_logs: bool | None) -> None:
 
 def selection_of(settings: AnalyzeSettings) -> Selection:
     """The predictions ``settings`` select."""
-    start, end = window_bounds(settings.start, settings.end, settings.window)
+    start, end = settings.window_bounds()
     return Selection(settings.track, start, end, settings.environment, settings.stable_version,
                      settings.candidate_version, settings.sources.model_name)
 

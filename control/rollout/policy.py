@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from control.drift.settings import parse_duration
+from control.window import parse_duration
 from model.errors import ConfigError
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from control.drift import stats
 from control.drift.main import overall
-from control.drift.settings import DriftSettings, parse_duration
+from control.drift.settings import DriftSettings
 from control.drift.window import group_indices
+from control.window import parse_duration
 
 
 def test_psi_is_zero_for_equal_distributions_and_grows_with_shift() -> None:
