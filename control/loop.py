@@ -6,7 +6,8 @@ start as processes → held-out tweets are sent over V1 REST, V2 REST and V2 gRP
 gracefully (the shipper drains to its sink) → the drift job compares the logged window with the training
 reference. Prints where to look: a JSON summary, the only thing on stdout (``kube-sentiment loop | jq`` works).
 ``--scenario feedback`` closes the loop with ground-truth labels and retraining (:mod:`control.loop_feedback`);
-``--rollout`` then rolls a second version out as ``rollout run`` does on a cluster (:mod:`control.loop_rollout`).
+``--rollout`` then rolls a second version out as ``rollout run`` does on a cluster (:mod:`control.loop_rollout`); in
+the feedback scenario, the version the gate promotes.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class LoopSettings(ProcessSettings):
     """Port of the console (0, or taken: any free port)."""
     rollout: bool = False
     """Then roll a second version out against the served one, as ``rollout run`` does on a cluster: shadow and
-    canary steps analysed on the prediction logs, the loop's sender splitting and mirroring the traffic."""
+    canary steps analysed on the prediction logs, the loop's sender splitting and mirroring the traffic. With
+    ``--scenario feedback``: the retrained version the gate promotes is rolled out this way before it serves."""
     rollout_candidate: Literal["retrain", "permuted"] = "retrain"
     """The second version: ``retrain`` (trained again on another split of the corpus: a good one) or ``permuted``
     (the served version with its class mapping permuted: a bad one, to be rolled back)."""

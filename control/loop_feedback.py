@@ -130,11 +130,19 @@ def run_feedback(settings: LoopSettings) -> dict[str, Any]:
                                                  start=start1))
         second = train_and_gate(train.model_copy(update={"data": data.model_copy(
             update={"production_data": loop.state / "production.parquet"})}))
-        now_served = deploy(tracking, second)
         summary["retrain"] |= {"snapshot_rows": snapshot["rows"], "snapshot_join": snapshot["join"],
-                               "training": second.summary(), "served_version": now_served}
+                               "training": second.summary(), "served_version": served}
         if not second.decision.passed:
             return summary
+        if settings.rollout:  # the promoted version goes to production the way rollout run takes it there
+            from control.loop_rollout import roll_out
+
+            summary["rollout"] = roll_out(settings, tracking, second.model_name, served, second.model_version,
+                                          first.holdout_texts)
+            if summary["rollout"]["result"] != "promoted":
+                return summary
+        now_served = deploy(tracking, second)
+        summary["retrain"]["served_version"] = now_served
 
         rest = topic.iloc[n1:n1 + max(n1 // 2, 1)]
         sent2, labels2, start2 = phase(loop, second.model_name, rest["text"].tolist(), rest["label"].tolist(),

@@ -219,6 +219,17 @@ def rollout_scenario(settings: LoopSettings, tracking: str, model_name: str, sta
         candidate, training = result.model_version, result.summary()
     else:
         candidate = register_permuted(tracking, model_name, stable_version, Path(tempfile.mkdtemp(dir=state)))
+    return {"candidate": settings.rollout_candidate, "training": training,
+            **roll_out(settings, tracking, model_name, stable_version, candidate, texts)}
+
+
+def roll_out(settings: LoopSettings, tracking: str, model_name: str, stable_version: str, candidate: str,
+             texts: list[str]) -> dict[str, Any]:
+    """Roll ``candidate`` out against ``stable_version`` with the loop's policy, sender and processes (the feedback
+    scenario rolls its retrained version out this way); return the driver's outcome with the revisions and traffic.
+    """
+    state = settings.state_dir.resolve() / "rollout"
+    state.mkdir(parents=True, exist_ok=True)
     policy = load_policy(settings.rollout_policy_file) if settings.rollout_policy_file else \
         RolloutPolicy.model_validate(LOCAL_POLICY)
     with LocalRollout(state, tracking, model_name, stable_version, texts, policy, settings.rollout_rate,
@@ -227,5 +238,4 @@ def rollout_scenario(settings: LoopSettings, tracking: str, model_name: str, sta
         assert local.release is not None
         revisions = [r.description for r in local.release.history]
         sent = dict(local.sender.counts)
-    return {"candidate": settings.rollout_candidate, "candidate_version": candidate, "training": training,
-            "revisions": revisions, "traffic": sent, **outcome.as_dict()}
+    return {"candidate_version": candidate, "revisions": revisions, "traffic": sent, **outcome.as_dict()}

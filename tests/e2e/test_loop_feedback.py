@@ -2,8 +2,8 @@
 server, predictor, shipper as processes; the drift job, the snapshot and training in the loop process): a topic
 the first model never saw is served, labels come back through ``POST /v1/feedback``, live macro-F1 drops and is
 reported with its interval, retraining with production data is triggered by that verdict, the gate promotes a
-version better on the recent holdout and not worse on the frozen one, and the promoted version serves the topic
-better."""
+version better on the recent holdout and not worse on the frozen one, ``--rollout`` takes it through shadow and
+canary steps to production, and the promoted version serves the topic better."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ WIDE = (datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 def test_feedback_scenario_retrains_on_degraded_live_quality_and_promotes_a_better_version(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "kube-sentiment"), "loop", "--scenario", "feedback", "--state-dir",
-         str(tmp_path), "--traffic", "2000", "--topic", "apple", "--label-share", "0.6"],
+         str(tmp_path), "--traffic", "2000", "--topic", "apple", "--label-share", "0.6", "--rollout"],
         capture_output=True, text=True, timeout=2400,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KS_LOOP_MLFLOW_PORT": "0"},
     )
@@ -61,7 +61,15 @@ def test_feedback_scenario_retrains_on_degraded_live_quality_and_promotes_a_bett
     assert "gains on the recent holdout and holds the frozen one" in second["reason"]
     assert retrain["served_version"] == "2"
 
-    # 4. Deployed, version 2 serves the rest of the topic better than version 1 did.
+    # 4. The promoted version is rolled out the way `rollout run` does it: every step analysed, then promoted.
+    rollout = summary["rollout"]
+    assert rollout["result"] == "promoted" and rollout["candidate_version"] == "2", rollout["reason"]
+    assert rollout["revisions"] == ["install", "shadow 2 at 100 %", "canary 2 at 5 %", "canary 2 at 25 %",
+                                    "canary 2 at 50 %", "promote 2"]
+    advanced = [d["step"] for d in rollout["decisions"] if d["decision"] == "advance"]
+    assert advanced == ["shadow 100%", "canary 5%", "canary 25%", "canary 50%"], rollout["decisions"]
+
+    # 5. Deployed, version 2 serves the rest of the topic better than version 1 did.
     phase2 = summary["phase2"]
     assert phase2["served_version"] == "2" and phase2["live_quality"]["labelled"] >= 400
     assert phase2["live_quality"]["macro_f1"] > live["macro_f1"] + 0.03
