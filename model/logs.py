@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
-_NOISY = ("urllib3", "botocore", "alembic", "mlflow.store", "git", "numba")
+_NOISY = ("urllib3", "botocore", "alembic", "mlflow.store", "git", "numba", "httpx", "httpcore")
 #: Environment switches that keep libraries' progress bars off a JSON log stream.
 PROGRESS_BARS_OFF = {"TQDM_DISABLE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
