@@ -16,8 +16,8 @@ fi
 # Kinds listed per namespace; a kind whose CRD is not installed is skipped.
 kinds=(pods deployments replicasets statefulsets jobs cronjobs services endpointslices configmaps
   persistentvolumeclaims networkpolicies poddisruptionbudgets horizontalpodautoscalers
-  inferenceservices.serving.kserve.io gateways.gateway.networking.k8s.io httproutes.gateway.networking.k8s.io
-  grpcroutes.gateway.networking.k8s.io)
+  inferenceservices.serving.kserve.io servingruntimes.serving.kserve.io gateways.gateway.networking.k8s.io
+  httproutes.gateway.networking.k8s.io grpcroutes.gateway.networking.k8s.io)
 
 section() { printf '\n======== %s ========\n' "$*"; }
 # try <command...>: run it, print its failure instead of stopping.

@@ -47,7 +47,7 @@ wait_kserve() {
   kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" >/dev/null 2>&1 || return 0
   names=("${release}-predictor")
   if [[ -n "$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}" -o jsonpath='{.spec.canary}')" ]]; then
-    names+=("${release}-predictor-canary")
+    names+=("${release}-canary-predictor")
   fi
   for name in "${names[@]}"; do
     kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null

@@ -69,8 +69,11 @@ def one(objs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[st
     return found[0]
 
 
-def pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
-    """(where, pod spec, pod labels) of every pod an object creates (the InferenceService predictors inline one)."""
+def pod_specs(
+    obj: dict[str, Any], objs: list[dict[str, Any]] | None = None
+) -> Iterator[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(where, pod spec, pod labels) of every pod an object creates. An InferenceService's predictors give the pod
+    KServe builds from them and the ServingRuntime they name (found in ``objs``, the same render)."""
     kind, name = obj["kind"], obj["metadata"]["name"]
     if kind in ("Deployment", "Job"):
         tpl = obj["spec"]["template"]
@@ -81,9 +84,35 @@ def pod_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[s
     elif kind == "Pod":
         yield f"{kind}/{name}", obj["spec"], obj["metadata"].get("labels", {})
     elif kind == "InferenceService":
-        yield f"{kind}/{name}/predictor", obj["spec"]["predictor"], obj["spec"]["predictor"].get("labels", {})
-        for i, canary in enumerate(obj["spec"].get("canary", [])):
-            yield f"{kind}/{name}/canary[{i}]", canary["predictor"], canary["predictor"].get("labels", {})
+        assert objs is not None, "an InferenceService's pods need the render's ServingRuntime"
+        predictors = [("predictor", obj["spec"]["predictor"])]
+        predictors += [(f"canary[{i}]", c["predictor"]) for i, c in enumerate(obj["spec"].get("canary", []))]
+        for where, predictor in predictors:
+            runtime = one(objs, "ServingRuntime", predictor["model"]["runtime"])
+            yield f"{kind}/{name}/{where}", kserve_pod(predictor, runtime), predictor.get("labels", {})
+
+
+#: Fields of a predictor that are KServe's component settings or its model, not PodSpec fields.
+KSERVE_COMPONENT_FIELDS = {
+    "name", "labels", "annotations", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "timeout",
+    "deploymentStrategy", "logger", "model",
+}  # fmt: skip
+
+
+def kserve_pod(predictor: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec KServe v0.20 builds for a predictor with a ``model`` (components/predictor.go buildPodSpec):
+    the runtime's kserve-container with the model's container fields over it (env merged by name, args appended),
+    then the predictor's own containers; the predictor's PodSpec fields as they are."""
+    spec = {k: copy.deepcopy(v) for k, v in predictor.items() if k not in KSERVE_COMPONENT_FIELDS}
+    model = {k: v for k, v in predictor["model"].items() if k not in ("modelFormat", "runtime", "protocolVersion")}
+    model.setdefault("name", "kserve-container")
+    base = next(c for c in runtime["spec"]["containers"] if c["name"] == "kserve-container")
+    server = {**copy.deepcopy(base), **copy.deepcopy(model)}
+    env = {e["name"]: e for e in base.get("env", [])} | {e["name"]: e for e in model.get("env", [])}
+    server["env"] = list(env.values())
+    server["args"] = [*base.get("args", []), *model.get("args", [])]
+    spec["containers"] = [server, *spec.get("containers", [])]
+    return spec
 
 
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,10 +186,12 @@ def test_every_render_validates_strictly(validation_report: dict[str, list[dict[
 def test_serving_mode_decides_the_kinds(helm_bin: Path, case: tuple[str, str, tuple[str, ...]]) -> None:
     env, mode, canary = case
     kinds = {o["kind"] for o in render_app(env, mode, *canary)}
+    # Both modes route through the chart's weighted HTTPRoute and GRPCRoute.
+    assert {"HTTPRoute", "GRPCRoute"} <= kinds
     if mode == "kserve":
-        assert "InferenceService" in kinds and "Deployment" not in kinds and "HTTPRoute" not in kinds
+        assert {"InferenceService", "ServingRuntime"} <= kinds and "Deployment" not in kinds
     else:
-        assert {"Deployment", "Service", "HTTPRoute", "GRPCRoute"} <= kinds and "InferenceService" not in kinds
+        assert {"Deployment", "Service"} <= kinds and not {"InferenceService", "ServingRuntime"} & kinds
 
 
 def test_mlflow_server_flags(helm_bin: Path) -> None:
@@ -194,7 +225,9 @@ def test_strict_schemas_reject_unknown_fields(helm_bin: Path, schema_dir: Path, 
         (one(deployment_mode, "HTTPRoute"), lambda o: o["spec"]["rules"][0]["backendRefs"][0].update(weigth=5)),
         (one(deployment_mode, "GRPCRoute"), lambda o: o["spec"]["rules"][0].update(bogus=True)),
         (one(kserve_mode, "InferenceService"), lambda o: o["spec"]["canary"][0].update(traffic=10)),
-        (one(kserve_mode, "InferenceService"), lambda o: o["spec"]["predictor"]["containers"][0].update(bogus=1)),
+        (one(kserve_mode, "InferenceService"), lambda o: o["spec"]["predictor"]["model"].update(bogus=1)),
+        (one(kserve_mode, "InferenceService"), lambda o: o["spec"]["canary"][0]["predictor"].update(replicas=1)),
+        (one(kserve_mode, "ServingRuntime"), lambda o: o["spec"]["containers"][0].update(bogus=1)),
         (one(kserve_mode, "InferenceService"), lambda o: o["metadata"].update(labelz={})),
     ]
     files = []
@@ -221,7 +254,7 @@ def test_restricted_security_everywhere(helm_bin: Path) -> None:
     renders = [*all_app_renders(), ("mlflow", chartlib.objects(_render("mlflow", "mlflow", (), ())))]
     for case, objs in renders:
         for obj in objs:
-            for where, spec, labels in pod_specs(obj):
+            for where, spec, labels in pod_specs(obj, objs):
                 ctx = f"{case}: {where}"
                 psc = spec["securityContext"]
                 assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", ctx
@@ -245,7 +278,7 @@ def test_resources_probes_and_pinned_images(helm_bin: Path) -> None:
     renders = [*all_app_renders(), ("mlflow", chartlib.objects(_render("mlflow", "mlflow", (), ())))]
     for case, objs in renders:
         for obj in objs:
-            for where, spec, _ in pod_specs(obj):
+            for where, spec, _ in pod_specs(obj, objs):
                 long_running = obj["kind"] in ("Deployment", "InferenceService")
                 for c in containers(spec):
                     ctx = (case, where, c["name"])
@@ -277,9 +310,9 @@ def test_labels_and_selectors_carry_component(helm_bin: Path) -> None:
         for obj in objs:
             labels = obj["metadata"]["labels"]
             assert all(k in labels for k in recommended), (case, obj["kind"], obj["metadata"]["name"])
-            for where, _, pod_labels in pod_specs(obj):
+            for where, _, pod_labels in pod_specs(obj, objs):
                 assert all(k in pod_labels for k in recommended), (case, where)
-        pods = [(w, labels) for o in objs for w, _, labels in pod_specs(o)]
+        pods = [(w, labels) for o in objs for w, _, labels in pod_specs(o, objs)]
         selectors: list[tuple[str, dict[str, str]]] = []
         for obj in objs:
             name = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -328,13 +361,73 @@ def test_canary_weight_and_versions_from_values(helm_bin: Path, weight: int) -> 
         service = one(objs, "Service", f"-{track}")
         assert service["spec"]["selector"]["kube-sentiment/track"] == track
 
-    isvc = one(render_app("production", "kserve", *sets), "InferenceService")
-    assert env_of(isvc["spec"]["predictor"]["containers"][0])["KS_SERVE_MODEL_URI"] == "models:/sentiment/7"
+    objs = render_app("production", "kserve", *sets)
+    isvc = one(objs, "InferenceService")
+    assert env_of(isvc["spec"]["predictor"]["model"])["KS_SERVE_MODEL_URI"] == "models:/sentiment/7"
     assert len(isvc["spec"]["canary"]) == 1
     canary = isvc["spec"]["canary"][0]
     assert canary["trafficPercent"] == weight
-    assert env_of(canary["predictor"]["containers"][0])["KS_SERVE_MODEL_URI"] == "models:/sentiment/8"
+    assert env_of(canary["predictor"]["model"])["KS_SERVE_MODEL_URI"] == "models:/sentiment/8"
     assert canary["predictor"]["labels"]["kube-sentiment/track"] == "canary"
+    # KServe v0.20 routes nothing to a canary: the chart's routes weigh KServe's predictor Services.
+    for kind, port in (("HTTPRoute", 80), ("GRPCRoute", 8081)):
+        route = one(objs, kind)
+        assert route["metadata"]["name"] == "kube-sentiment-tracks"  # KServe's own HTTPRoute is kube-sentiment
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        assert [(r["name"], r["port"], r["weight"]) for r in refs] == [
+            ("kube-sentiment-predictor", port, 100 - weight),
+            ("kube-sentiment-canary-predictor", port, weight),
+        ]
+
+
+def test_kserve_mode_runs_the_charts_serving_runtime(helm_bin: Path) -> None:
+    """What KServe v0.20's webhook wants of an InferenceService with spec.canary[] (inference_service_validation.go
+    validateCanarySpecs): a stable predictor with a model (or storageUri), a named canary with exactly one
+    implementation and fixed replicas no higher than the stable minimum; and a model without a container name."""
+    for sets in ((), ("serving.autoscaling.enabled=true",), ("shipper.nativeSidecar=false",)):
+        objs = render_app("production", "kserve", *CANARY, *sets)
+        runtime = one(objs, "ServingRuntime")
+        assert runtime["metadata"]["name"] == "kube-sentiment"
+        assert runtime["spec"]["supportedModelFormats"] == [
+            {"name": "kube-sentiment", "version": "1", "autoSelect": False}
+        ]
+        assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
+        [server] = runtime["spec"]["containers"]
+        assert server["name"] == "kserve-container" and server["args"][0] == "serve"
+        assert {p["name"]: p["containerPort"] for p in server["ports"]} == {"http": 8080, "grpc": 8081}
+        isvc = one(objs, "InferenceService")
+        stable, canary = isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]
+        for predictor in (stable, canary):
+            model = predictor["model"]
+            assert model["modelFormat"] == {"name": "kube-sentiment"} and model["runtime"] == "kube-sentiment"
+            # No storageUri: the model server loads its version from the registry, no storage initializer.
+            assert "storageUri" not in model and "storageUri" not in predictor and "storage" not in model
+            assert "image" not in model and "args" not in model and "ports" not in model
+            assert {"envFrom", "env", "volumeMounts", "readinessProbe", "resources", "securityContext"} <= set(model)
+            assert not any(c["name"] == "kserve-container" for c in predictor.get("containers", []))
+            assert {v["name"] for v in predictor["volumes"]} >= {"tmp", "spool"}
+            assert predictor["serviceAccountName"] == "kube-sentiment-serving"
+            shipper = [c for c in containers(predictor) if c["name"] == "shipper"]
+            assert len(shipper) == 1
+            assert (shipper[0].get("restartPolicy") == "Always") == ("shipper.nativeSidecar=false" not in sets)
+        assert "name" not in stable  # a changed stable name is refused on update; its Services keep their names
+        # The webhook refuses a container name in the stable model; the CRD requires one in a canary's model.
+        assert "name" not in stable["model"] and canary["model"]["name"] == "kserve-container"
+        assert canary["name"] == "canary"
+        assert canary["minReplicas"] == 1 <= stable["minReplicas"]
+        assert not {"maxReplicas", "scaleMetric", "scaleTarget", "autoScaling"} & set(canary)
+        for where, spec, _ in pod_specs(isvc, objs):
+            server = spec["containers"][0]
+            assert server["name"] == "kserve-container" and server["image"] == runtime["spec"]["containers"][0]["image"]
+            track = "canary" if "canary" in where else "stable"
+            assert env_of(server)["KS_SERVE_TRACK"] == track, where
+    # The stable minimum bounds the canary's fixed replicas.
+    result = chartlib.helm(
+        "template", "kube-sentiment", str(APP), "--set", "serving.mode=kserve", *[a for s in CANARY for a in ("--set", s)],
+        "--set", "serving.canary.replicas=3", check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "must not exceed the stable track's minimum (2)" in result.stderr
+    assert "canary" not in one(render_app("production", "kserve"), "InferenceService")["spec"]
 
 
 def test_no_canary_means_one_track(helm_bin: Path) -> None:
@@ -409,7 +502,12 @@ def test_staging_and_production_differ_only_where_values_do(helm_bin: Path, mode
     assert unexplained == []
     # What must never differ: images, security contexts, probes and ports of every container.
     for key in set(staging) & set(production):
-        for (_, s_spec, _), (_, p_spec, _) in zip(pod_specs(staging[key]), pod_specs(production[key]), strict=True):
+        pairs = zip(
+            pod_specs(staging[key], list(staging.values())),
+            pod_specs(production[key], list(production.values())),
+            strict=True,
+        )
+        for (_, s_spec, _), (_, p_spec, _) in pairs:
             for s_c, p_c in zip(containers(s_spec), containers(p_spec), strict=True):
                 for field in ("image", "securityContext", "readinessProbe", "livenessProbe", "ports", "args"):
                     assert s_c.get(field) == p_c.get(field), (key, s_c["name"], field)
@@ -539,7 +637,7 @@ def test_drift_cronjob(helm_bin: Path) -> None:
 def test_shipper_sidecar_shares_the_spool(helm_bin: Path) -> None:
     for mode in MODES:
         objs = render_app("staging", mode)
-        _, spec, _ = next(pod_specs(one(objs, "InferenceService" if mode == "kserve" else "Deployment")))
+        _, spec, _ = next(pod_specs(one(objs, "InferenceService" if mode == "kserve" else "Deployment"), objs))
         shipper = next(c for c in spec["initContainers"] if c["name"] == "shipper")
         assert shipper["restartPolicy"] == "Always"  # native sidecar
         assert shipper["args"][0] == "ship"
@@ -746,7 +844,7 @@ def test_test_pods_send_real_predictions(helm_bin: Path) -> None:
             "kserve",
             [
                 "kube-sentiment-predictor.staging.svc.cluster.local:80",
-                "kube-sentiment-predictor-canary.staging.svc.cluster.local:80",
+                "kube-sentiment-canary-predictor.staging.svc.cluster.local:80",
             ],
         ),
     ):

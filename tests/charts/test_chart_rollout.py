@@ -50,10 +50,13 @@ def test_kserve_mode_mirrors_in_the_predictor_to_a_cluster_local_shadow(helm_bin
     main, shadow = one(objs, "InferenceService", "kube-sentiment"), one(objs, "InferenceService", "-shadow")
     assert shadow["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
     assert shadow["spec"]["predictor"]["labels"]["kube-sentiment/track"] == "shadow"
-    assert env_of(shadow["spec"]["predictor"]["containers"][0])["KS_SERVE_TRACK"] == "shadow"
-    assert "KS_SERVE_MIRROR_URL" not in env_of(shadow["spec"]["predictor"]["containers"][0])
+    # The container fields of each predictor are its `model`'s (over the chart's ServingRuntime).
+    assert env_of(shadow["spec"]["predictor"]["model"])["KS_SERVE_TRACK"] == "shadow"
+    assert "KS_SERVE_MIRROR_URL" not in env_of(shadow["spec"]["predictor"]["model"])
+    # The predictors mirror: the chart's routes (kserve mode too) do not.
+    assert all("filters" not in one(objs, kind)["spec"]["rules"][0] for kind in ("HTTPRoute", "GRPCRoute"))
     for predictor in (main["spec"]["predictor"], main["spec"]["canary"][0]["predictor"]):
-        env = env_of(predictor["containers"][0])
+        env = env_of(predictor["model"])
         assert env["KS_SERVE_MIRROR_URL"] == "http://kube-sentiment-shadow-predictor.staging.svc.cluster.local:80"
         assert (env["KS_SERVE_MIRROR_PERCENT"], env["KS_SERVE_MIRROR_QUEUE_SIZE"]) == ("30", "1000")
     # The predictors may reach the shadow's pods (and only those, beyond what they reached before).

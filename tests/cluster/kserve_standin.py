@@ -1,7 +1,8 @@
 """What the scripts need of the KServe controller, on the local control plane (which runs none): for every
-InferenceService, the Deployments KServe's Standard mode creates (``<isvc>-predictor``, ``<isvc>-predictor-canary``
-while ``spec.canary`` is set) and a ``Ready`` condition. ``scripts/lib.sh``'s ``wait_kserve`` waits for exactly
-these; kwok runs their pods. A stand-in for a controller that cannot run here, implementing that contract only."""
+InferenceService, the Deployments KServe's Standard mode creates (``<isvc>-predictor``, and
+``<isvc>-<name>-predictor`` for each ``spec.canary[].predictor.name``) and a ``Ready`` condition.
+``scripts/lib.sh``'s ``wait_kserve`` waits for exactly these; kwok runs their pods. A stand-in for a controller
+that cannot run here, implementing that contract only."""
 
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ class KServeStandIn:
                 continue
             name = isvc["metadata"]["name"]
             wanted.add(f"{name}-predictor")
-            if isvc["spec"].get("canary"):
-                wanted.add(f"{name}-predictor-canary")
+            for canary in isvc["spec"].get("canary") or []:
+                wanted.add(f"{name}-{canary['predictor']['name']}-predictor")
             conditions = (isvc.get("status") or {}).get("conditions") or []
             if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                 status = {"status": {"conditions": [{"type": "Ready", "status": "True",

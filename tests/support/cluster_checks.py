@@ -257,7 +257,8 @@ class Release:
         kserve = self.kserve
         for track in ("stable", "canary"):
             if kserve:
-                svc = f"{self.release}-predictor" + ("" if track == "stable" else "-canary")
+                # KServe names a canary predictor's Service <isvc>-<predictor name>-predictor (the chart: "canary").
+                svc = f"{self.release}-predictor" if track == "stable" else f"{self.release}-canary-predictor"
             else:
                 svc = f"{self.release}-{track}"
             service = self.get("service", svc)
@@ -298,15 +299,17 @@ class Release:
                 "--timeout=10m",
                 timeout=620,
             )
-            url = self.get("inferenceservices.serving.kserve.io", self.release)["status"]["url"]
-            host = url.split("://", 1)[1].split("/", 1)[0]
-            gw_ns, gw_name, listener = "kserve", "kserve-ingress-gateway", None
-        else:
-            routes = self.get(
+        # The chart's own routes weigh the tracks (both modes); KServe's routes (owned by the InferenceService,
+        # carrying its labels) reach its stable predictor only.
+        routes = [
+            r
+            for r in self.get(
                 "httproutes.gateway.networking.k8s.io", selector=f"app.kubernetes.io/instance={self.release}"
             )
-            if not routes:
-                raise CheckFailed(f"no HTTPRoute of {self.release} in {self.namespace}")
+            or []
+            if not r["metadata"].get("ownerReferences")
+        ]
+        if routes:
             route = routes[0]
             accepted = [
                 c
@@ -323,6 +326,12 @@ class Release:
                 parent["name"],
                 parent.get("sectionName"),
             )
+        elif self.kserve:
+            url = self.get("inferenceservices.serving.kserve.io", self.release)["status"]["url"]
+            host = url.split("://", 1)[1].split("/", 1)[0]
+            gw_ns, gw_name, listener = "kserve", "kserve-ingress-gateway", None
+        else:
+            raise CheckFailed(f"no HTTPRoute of {self.release} in {self.namespace}")
         gateway = Release(gw_ns, env=self.env).get("gateways.gateway.networking.k8s.io", gw_name)
         if gateway is None:
             raise CheckFailed(f"Gateway {gw_ns}/{gw_name} does not exist")

@@ -7,7 +7,7 @@ Chart name, truncated to 63 characters (the DNS label limit).
 
 {{/*
 Fully qualified app name: the release name when it already contains the chart name, else `<release>-<chart>`.
-Truncated to 40 characters so that suffixes such as `-predictor-canary` and `-train-<hash>` stay within 63.
+Truncated to 40 characters so that suffixes such as `-canary-predictor` and `-train-<hash>` stay within 63.
 */}}
 {{- define "kube-sentiment.fullname" -}}
 {{- if .Values.fullnameOverride }}

@@ -9,6 +9,12 @@ Checks across values that the JSON schema cannot express. Rendered (for its fail
 {{- if and $s.shadow.enabled (eq (toString $s.shadow.modelVersion) (toString $s.stable.modelVersion)) }}
 {{- fail (printf "serving.shadow.modelVersion (%v) must differ from serving.stable.modelVersion: a shadow of the stable model tests nothing" $s.shadow.modelVersion) }}
 {{- end }}
+{{- if and $s.canary.enabled (eq $s.mode "kserve") }}
+{{- $stableMin := ternary $s.autoscaling.minReplicas $s.stable.replicas $s.autoscaling.enabled | int }}
+{{- if gt ($s.canary.replicas | int) $stableMin }}
+{{- fail (printf "serving.canary.replicas (%v) must not exceed the stable track's minimum (%v) in kserve mode: KServe refuses a canary with more replicas than the stable predictor's minReplicas" $s.canary.replicas $stableMin) }}
+{{- end }}
+{{- end }}
 {{- if and $s.autoscaling.enabled (gt ($s.autoscaling.minReplicas | int) ($s.autoscaling.maxReplicas | int)) }}
 {{- fail "serving.autoscaling.minReplicas must not exceed serving.autoscaling.maxReplicas" }}
 {{- end }}
