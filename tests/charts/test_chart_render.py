@@ -422,10 +422,8 @@ def test_kserve_mode_runs_the_charts_serving_runtime(helm_bin: Path) -> None:
             track = "canary" if "canary" in where else "stable"
             assert env_of(server)["KS_SERVE_TRACK"] == track, where
     # The stable minimum bounds the canary's fixed replicas.
-    result = chartlib.helm(
-        "template", "kube-sentiment", str(APP), "--set", "serving.mode=kserve", *[a for s in CANARY for a in ("--set", s)],
-        "--set", "serving.canary.replicas=3", check=False,
-    )  # fmt: skip
+    sets = [a for s in (*CANARY, "serving.mode=kserve", "serving.canary.replicas=3") for a in ("--set", s)]
+    result = chartlib.helm("template", "kube-sentiment", str(APP), *sets, check=False)
     assert result.returncode != 0 and "must not exceed the stable track's minimum (2)" in result.stderr
     assert "canary" not in one(render_app("production", "kserve"), "InferenceService")["spec"]
 

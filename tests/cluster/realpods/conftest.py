@@ -234,8 +234,6 @@ class Flow:
     traffic: Traffic | None = None
     tallies: dict[str, Tally] = field(default_factory=dict)
     revision_before_canary: str = ""
-    #: Set when the canary could not start (kserve mode, KServe v0.20): promote and roll back have nothing to do.
-    no_canary: bool = False
 
 
 @pytest.fixture(scope="class")

@@ -28,12 +28,6 @@ REPO = Path(__file__).resolve().parents[3]
 #: The canary's share of the traffic in the flow (the kind workflow's CANARY_WEIGHT).
 CANARY_WEIGHT = 20
 SPLIT_REQUESTS = 1000
-#: KServe v0.20's validating webhook refuses spec.canary[] unless the stable predictor has a storageUri or a
-#: model spec; the chart's custom predictor loads its model from the MLflow registry itself (docs/ci.md).
-KSERVE_CANARY_REFUSED = (
-    "KServe v0.20 refuses the chart's canary: 'canary requires a stable predictor with a model (multi-model "
-    "serving is not supported with canary)' (custom predictor without storageUri)"
-)
 
 
 def log(line: str) -> None:
@@ -135,23 +129,19 @@ def deploy(real: Any, env: str, mode: str, *extra: str) -> None:
 
 
 def gateway_traffic(flow: Any, **kwargs: Any) -> Traffic:
-    """Bounded HTTP (and gRPC where a route carries it) traffic through the Gateway, from this process."""
+    """Bounded HTTP and gRPC traffic through the Gateway, from this process."""
     url, host = flow.production.gateway()
-    grpc_target = grpc_authority = None
-    if flow.mode == "deployment":
-        route = flow.production.get("grpcroutes.gateway.networking.k8s.io", "kube-sentiment")
-        gw = Release(route["spec"]["parentRefs"][0]["namespace"], env=flow.production.env).get(
-            "gateways.gateway.networking.k8s.io", route["spec"]["parentRefs"][0]["name"]
-        )
-        port = next(lst["port"] for lst in gw["spec"]["listeners"] if lst["name"] == "grpc")
-        grpc_target = f"{gw['status']['addresses'][0]['value']}:{port}"
-        grpc_authority = route["spec"]["hostnames"][0]
-    else:
-        # KServe's generated routes are HTTPRoutes for HTTP only: gRPC goes to the predictor Service (kube-proxy).
-        service = flow.production.get("service", "kube-sentiment-predictor")
-        port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
-        grpc_target = f"{service['spec']['clusterIP']}:{port}"
-    log(f"{flow.mode}: traffic through {url} (Host {host}); gRPC {grpc_target or 'none'} ({grpc_authority})")
+    # The chart's GRPCRoute (both modes; KServe generates HTTPRoutes only).
+    route = flow.production.get(
+        "grpcroutes.gateway.networking.k8s.io", selector=f"app.kubernetes.io/instance={flow.production.release}"
+    )[0]
+    gw = Release(route["spec"]["parentRefs"][0]["namespace"], env=flow.production.env).get(
+        "gateways.gateway.networking.k8s.io", route["spec"]["parentRefs"][0]["name"]
+    )
+    port = next(lst["port"] for lst in gw["spec"]["listeners"] if lst["name"] == "grpc")
+    grpc_target = f"{gw['status']['addresses'][0]['value']}:{port}"
+    grpc_authority = route["spec"]["hostnames"][0]
+    log(f"{flow.mode}: traffic through {url} (Host {host}); gRPC {grpc_target} ({grpc_authority})")
     return Traffic(url, host, grpc_target, grpc_authority, **kwargs).start()
 
 
@@ -167,27 +157,19 @@ class TestServingMode:
         step.traffic = gateway_traffic(step)
         wait_for(lambda: step.traffic.snapshot()["http"].ok > 20, timeout=120, what="traffic through the Gateway")
 
-    def test_canary_share_measured_through_the_gateway(self, real: Any, step: Any, request: Any) -> None:
+    def test_canary_share_measured_through_the_gateway(self, real: Any, step: Any) -> None:
         status = real.script("canary.sh", "production", "status").stdout
         step.revision_before_canary = status.split("revision=")[1].split()[0]
-        if step.mode == "kserve":
-            request.applymarker(pytest.mark.xfail(reason=KSERVE_CANARY_REFUSED, raises=AssertionError, strict=True))
-            step.no_canary = True
         real.script("canary.sh", "production", "start", "2", str(CANARY_WEIGHT))
-        step.no_canary = False
         step.production.calls()
         summary = step.production.split(CANARY_WEIGHT, SPLIT_REQUESTS)
         log(f"{step.mode}: {summary}")
 
     def test_promote(self, real: Any, step: Any) -> None:
-        if step.no_canary:
-            pytest.skip(f"no canary to promote: {KSERVE_CANARY_REFUSED}")
         real.script("canary.sh", "production", "promote")
         step.production.only("2")
 
     def test_helm_rollback(self, real: Any, step: Any) -> None:
-        if step.no_canary:
-            pytest.skip(f"no canary release to roll back: {KSERVE_CANARY_REFUSED}")
         real.script("canary.sh", "production", "rollback", step.revision_before_canary)
         step.production.only("1")
 
