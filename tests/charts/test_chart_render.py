@@ -400,8 +400,11 @@ def test_kserve_mode_runs_the_charts_serving_runtime(helm_bin: Path) -> None:
         for predictor in (stable, canary):
             model = predictor["model"]
             assert model["modelFormat"] == {"name": "kube-sentiment"} and model["runtime"] == "kube-sentiment"
-            # No storageUri: the model server loads its version from the registry, no storage initializer.
-            assert "storageUri" not in model and "storageUri" not in predictor and "storage" not in model
+            # No storageUri: the model server loads its version from the registry, no storage initializer. And an
+            # empty storage spec, or KServe takes the predictor for multi-model serving and injects its model agent
+            # (utils.IsMMSPredictor).
+            assert "storageUri" not in model and "storageUri" not in predictor and "storageUris" not in predictor
+            assert model["storage"] == {}
             assert "image" not in model and "args" not in model and "ports" not in model
             assert {"envFrom", "env", "volumeMounts", "readinessProbe", "resources", "securityContext"} <= set(model)
             assert not any(c["name"] == "kserve-container" for c in predictor.get("containers", []))

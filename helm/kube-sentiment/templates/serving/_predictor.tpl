@@ -1,8 +1,9 @@
 {{/*
 An InferenceService predictor for one track: KServe component settings, the `model` (the chart's ServingRuntime,
 with the track's container fields merged over its kserve-container) and the PodSpec fields (shipper sidecar,
-volumes, service account, security). No storageUri: the model server loads its version from the MLflow registry
-itself, so KServe injects no storage initializer. Call with (dict "ctx" $ "track" "stable").
+volumes, service account, security). No storageUri and an empty storage spec: the model server loads its version
+from the MLflow registry itself, so KServe injects no storage initializer and no model agent. Call with
+(dict "ctx" $ "track" "stable").
 
 KServe v0.20 builds the canary's pods from the stable predictor with the canary's fields over it, and its webhook
 wants: a `model` (or storageUri) on the stable predictor without a container name, a `name` on each canary, fixed
@@ -49,6 +50,10 @@ model:
   modelFormat:
     name: {{ include "kube-sentiment.kserve.modelFormat" .ctx }}
   runtime: {{ include "kube-sentiment.fullname" .ctx }}
+  {{- /* KServe v0.20 takes a model with neither storageUri nor storage for multi-model serving (IsMMSPredictor):
+  it injects its model-puller agent (image kserve/agent) and a modelconfig ConfigMap. An empty storage spec says
+  "one model, its storage is the server's business": no agent, no storage initializer (no path, no URI). */}}
+  storage: {}
   {{- include "kube-sentiment.serving.serverTrack" . | nindent 2 }}
 {{ include "kube-sentiment.serving.podSpec" . }}
 {{- end }}
