@@ -53,7 +53,12 @@ wait_kserve() {
     kubectl -n "${ns}" wait --for=create "deployment/${name}" --timeout="${timeout}" >/dev/null
     kubectl -n "${ns}" rollout status "deployment/${name}" --timeout="${timeout}" >&2
   done
-  kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}" --timeout="${timeout}" >&2
+  # Not --for=condition=Ready: KServe v0.20 copies the stable predictor Deployment's observedGeneration into the
+  # InferenceService's status, so after a change that leaves that Deployment alone (a canary's weight) it stays
+  # below metadata.generation and kubectl's condition wait, which requires it, never returns.
+  local ready='{.status.conditions[?(@.type=="Ready")].status}=True'
+  kubectl -n "${ns}" wait --for=jsonpath="${ready}" "inferenceservices.serving.kserve.io/${release}" \
+    --timeout="${timeout}" >&2
   # The shadow is an InferenceService of its own (the predictors above mirror to it).
   local shadow
   shadow="$(kubectl -n "${ns}" get inferenceservices.serving.kserve.io "${release}-shadow" \
@@ -61,7 +66,7 @@ wait_kserve() {
   if [[ "${shadow}" == "${release}-shadow/" ]]; then # exists and is not being deleted
     kubectl -n "${ns}" wait --for=create "deployment/${release}-shadow-predictor" --timeout="${timeout}" >/dev/null
     kubectl -n "${ns}" rollout status "deployment/${release}-shadow-predictor" --timeout="${timeout}" >&2
-    kubectl -n "${ns}" wait --for=condition=Ready "inferenceservices.serving.kserve.io/${release}-shadow" \
+    kubectl -n "${ns}" wait --for=jsonpath="${ready}" "inferenceservices.serving.kserve.io/${release}-shadow" \
       --timeout="${timeout}" >&2
   fi
 }

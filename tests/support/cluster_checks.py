@@ -294,7 +294,9 @@ class Release:
         if self.kserve:
             self.kubectl(
                 "wait",
-                "--for=condition=Ready",
+                # Not --for=condition=Ready: KServe v0.20's status.observedGeneration is the stable Deployment's
+                # (scripts/lib.sh wait_kserve), so the condition wait hangs after a canary weight change.
+                "--for=jsonpath={.status.conditions[?(@.type=='Ready')].status}=True",
                 f"inferenceservices.serving.kserve.io/{self.release}",
                 "--timeout=10m",
                 timeout=620,
