@@ -131,6 +131,12 @@ def model_uri(pod_spec: dict[str, Any], container: str) -> str:
     raise AssertionError(f"no container {container} in {pod_spec['containers']}")
 
 
+def predictor_model_uri(predictor: dict[str, Any]) -> str:
+    """The model URI of an InferenceService predictor: its ``model``'s environment (KServe merges it over the
+    chart's ServingRuntime's kserve-container)."""
+    return next(e["value"] for e in predictor["model"].get("env", []) if e["name"] == "KS_SERVE_MODEL_URI")
+
+
 # -- fixtures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def envs(cluster: Cluster) -> Cluster:
@@ -166,7 +172,7 @@ def test_environment_release_in_both_serving_modes(envs: Cluster, environment: s
         if mode == "kserve":
             isvc = get_json(cluster, "inferenceservice", release, "-n", environment)
             assert isvc["metadata"]["labels"]["kube-sentiment/environment"] == environment
-            assert "Deployment" not in kinds
+            assert {"ServingRuntime", "HTTPRoute", "GRPCRoute"} <= kinds and "Deployment" not in kinds
         else:
             assert {"Deployment", "Service", "HTTPRoute", "GRPCRoute", "CronJob"} <= kinds
             # The InferenceService of the previous revision is gone: helm removed it on the mode switch.
@@ -205,7 +211,7 @@ def test_kserve_canary_upgrade_promotion_and_rollback(envs: Cluster, tmp_path: P
     bind_volume(cluster, ns, f"{name}-sink", tmp_path)
     upgrade(cluster, release, ns, "kube-sentiment", *base)
     rev1 = get_json(cluster, "inferenceservice", name, "-n", ns)["spec"]
-    stable_uri = model_uri(rev1["predictor"], "kserve-container")
+    stable_uri = predictor_model_uri(rev1["predictor"])
     assert "canary" not in rev1
 
     # Upgrade 2: a candidate model version at 10 %; the stable predictor is untouched.
@@ -218,8 +224,8 @@ def test_kserve_canary_upgrade_promotion_and_rollback(envs: Cluster, tmp_path: P
     rev2 = get_json(cluster, "inferenceservice", name, "-n", ns)["spec"]
     assert diff_paths(rev1, rev2) == {"canary"}
     assert [c["trafficPercent"] for c in rev2["canary"]] == [10]
-    assert model_uri(rev2["canary"][0]["predictor"], "kserve-container") == "models:/sentiment/3"
-    assert model_uri(rev2["predictor"], "kserve-container") == stable_uri
+    assert predictor_model_uri(rev2["canary"][0]["predictor"]) == "models:/sentiment/3"
+    assert predictor_model_uri(rev2["predictor"]) == stable_uri
 
     # Upgrade 3: only the weight changes.
     upgrade(cluster, release, ns, "kube-sentiment", *base, *canary, "--set=serving.canary.weight=30")
@@ -230,7 +236,7 @@ def test_kserve_canary_upgrade_promotion_and_rollback(envs: Cluster, tmp_path: P
     upgrade(cluster, release, ns, "kube-sentiment", *base, "--set=serving.stable.modelVersion=3")
     rev4 = get_json(cluster, "inferenceservice", name, "-n", ns)["spec"]
     assert "canary" not in rev4
-    assert model_uri(rev4["predictor"], "kserve-container") == "models:/sentiment/3"
+    assert predictor_model_uri(rev4["predictor"]) == "models:/sentiment/3"
 
     # helm rollback to revision 3 brings that revision's objects back.
     cluster.helm("rollback", release, "3", "-n", ns, "--wait", f"--timeout={WAIT}")
