@@ -234,7 +234,7 @@ def test_a_good_version_is_promoted_through_every_step(cluster: Cluster, env: di
                     (("no shadow",), ("canary", 5)), (("no shadow",), ("canary", 25)),
                     (("no shadow",), ("canary", 50)), (("no shadow",), ("no canary",))]
         isvc = json.loads(cluster.kubectl("-n", NS, "get", serving_object(mode), "-o", "json").stdout)
-        uri = next(e["value"] for e in isvc["spec"]["predictor"]["containers"][0]["env"]
+        uri = next(e["value"] for e in isvc["spec"]["predictor"]["model"]["env"]
                    if e["name"] == "KS_SERVE_MODEL_URI")
         assert uri == "models:/sentiment/2" and "canary" not in isvc["spec"]
     assert subsequence(expected, observer.states), observer.states
