@@ -1,12 +1,14 @@
-"""Windows of the prediction log: durations (``30m``, ``24h``, ``7d``) and the ``window`` / ``start`` / ``end``
-settings that every command reading a window shares (the drift job, the feedback snapshot, the rollout analysis)."""
+"""Windows of the prediction log: durations (``30m``, ``24h``, ``7d``; the :data:`Duration` setting type) and the
+``window`` / ``start`` / ``end`` settings that every command reading a window shares (the drift job, the feedback
+snapshot, the rollout analysis)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from model.errors import ConfigError
 from model.process import ProcessSettings
@@ -19,27 +21,29 @@ def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"24h"``, ``"7d"``, ``"30s"`` as a timedelta; ``ValueError`` names the accepted form."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"window {text!r} is not a duration like '30m', '24h' or '7d'")
+        raise ValueError(f"{text!r} is not a duration like '30s', '10m', '24h' or '7d'")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-class WindowSettings(ProcessSettings):
-    """Base of the settings of a command that reads a window of the log. Subclasses may give ``window`` another
-    default (and docstring)."""
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
 
-    window: str = "24h"
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+"""A setting that holds a duration (``30s``, ``10m``, ``24h``, ``7d``), refused with a clear message otherwise."""
+
+
+class WindowSettings(ProcessSettings):
+    """Base of the settings of a command that reads a window of the log. A subclass may give ``window`` another
+    default and docstring, declared as a :data:`Duration` again (a plain ``str`` would drop the check)."""
+
+    window: Duration = "24h"
     """Length of the window ending at ``end`` (``30m``, ``24h``, ``7d``); ignored when ``start`` is given."""
     start: datetime | None = None
     """Explicit window start (ISO 8601; UTC when no zone is given)."""
     end: datetime | None = None
     """Window end (default: now)."""
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        """Reject a window that is not a duration."""
-        parse_duration(value)
-        return value
 
     @field_validator("start", "end")
     @classmethod

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from control.window import WindowSettings, parse_duration
+from control.window import Duration, WindowSettings, parse_duration
 from model.process import ProcessSettings
 from serving.eventlog.feedback import SOURCE_IMPORT
 
@@ -63,19 +63,12 @@ class SnapshotSettings(SinkLocation, WindowSettings):
     out: Path
     """Parquet file to write: ``text``, ``label`` (the true label), ``ts`` (prediction time), ``prediction_id``,
     ``model_version``, ``predicted``, ``label_sources``; the window and the join counts in its metadata."""
-    window: str = "30d"
+    window: Duration = "30d"
     """Length of the window of predictions ending at ``end`` (``24h``, ``30d``); ignored when ``start`` is given."""
     environment: str | None = None
     """Only predictions (and feedback) of this environment (default: all)."""
-    lateness: str = "7d"
+    lateness: Duration = "7d"
     """Labels given up to this long after their prediction count (the drift job's lateness allowance)."""
-
-    @field_validator("lateness")
-    @classmethod
-    def _lateness(cls, value: str) -> str:
-        """Reject a lateness that is not a duration."""
-        parse_duration(value)
-        return value
 
     def lateness_delta(self) -> timedelta:
         """The lateness allowance."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from control.window import Duration, parse_duration
 from model.process import SettingsGroup
 
 
@@ -17,7 +18,7 @@ class QualitySettings(SettingsGroup):
 
     quality: bool = True
     """Join the window's feedback to its predictions and report live quality per model version and track."""
-    lateness: str = "7d"
+    lateness: Duration = "7d"
     """Lateness allowance: labels given up to this long after their prediction count (``30m``, ``24h``, ``7d``);
     feedback is read up to this long past the window's end."""
     min_labelled: int = Field(200, ge=10)
@@ -30,17 +31,6 @@ class QualitySettings(SettingsGroup):
     """Drop of live macro-F1 below the version's holdout macro-F1 that matters: ``degraded`` when the whole
     interval lies below the holdout figure minus this, ``warn`` when only the estimate does."""
 
-    @field_validator("lateness")
-    @classmethod
-    def _lateness(cls, value: str) -> str:
-        """Reject a lateness that is not a duration."""
-        from control.window import parse_duration
-
-        parse_duration(value)
-        return value
-
     def lateness_delta(self) -> timedelta:
         """The lateness allowance as a timedelta."""
-        from control.window import parse_duration
-
         return parse_duration(self.lateness)

@@ -24,7 +24,7 @@ from pydantic_settings import SettingsConfigDict
 from control.rollout.checks import Decision, decide
 from control.rollout.policy import Analysis, RolloutPolicy, load_policy
 from control.rollout.sources import Gathered, Inputs, LogSource, Prometheus, Selection, gather
-from control.window import WindowSettings
+from control.window import Duration, WindowSettings
 from model.logs import json_wanted
 from model.process import Outcome, SettingsGroup, run_process, settings_parser
 
@@ -72,7 +72,7 @@ class AnalyzeSettings(WindowSettings):
     """Model version of the stable track (default: the one the window shows on it)."""
     candidate_version: str | None = None
     """Model version of the candidate (default: the one the window shows on its track)."""
-    window: str = "10m"
+    window: Duration = "10m"
     """Length of the window ending at ``end`` (``30s``, ``10m``, ``1h``); ignored when ``start`` is given."""
     policy_file: Path | None = None
     """YAML/JSON with the thresholds: the chart's values (its ``rollout`` key) or that block alone (default: the

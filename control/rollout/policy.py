@@ -12,10 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from control.window import parse_duration
+from control.window import Duration, parse_duration
 from model.errors import ConfigError
 
 
@@ -25,29 +25,16 @@ class _Values(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-def _duration(value: str) -> str:
-    try:
-        parse_duration(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a duration like '30s', '2m' or '1h'") from None
-    return value
-
-
 class Step(_Values):
     """One step: the candidate as ``shadow`` (gets a copy of ``percent`` % of the requests, answers only logged) or
     as ``canary`` (answers ``percent`` % of them)."""
 
     track: Literal["shadow", "canary"]
     percent: int = Field(ge=1, le=100)
-    interval: str | None = None
+    interval: Duration | None = None
     """Time between two analyses of this step (default: the policy's)."""
-    progress_deadline: str | None = None
+    progress_deadline: Duration | None = None
     """Time this step may take to pass its analysis before the candidate is rolled back (default: the policy's)."""
-
-    @field_validator("interval", "progress_deadline")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        return value if value is None else _duration(value)
 
     @model_validator(mode="after")
     def _canary_below_100(self) -> Step:
@@ -100,16 +87,11 @@ class RolloutPolicy(_Values):
     """The steps in order (promotion follows the last one), their timing, and the analysis."""
 
     steps: list[Step] = Field(default_factory=_default_steps, min_length=1)
-    interval: str = "1m"
+    interval: Duration = "1m"
     """Time between two analyses of a step."""
-    progress_deadline: str = "30m"
+    progress_deadline: Duration = "30m"
     """Time a step may take to pass its analysis; past it, the candidate is rolled back."""
     analysis: Analysis = Field(default_factory=Analysis)
-
-    @field_validator("interval", "progress_deadline")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return _duration(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> RolloutPolicy:
