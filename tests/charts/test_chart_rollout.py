@@ -45,6 +45,23 @@ def test_deployment_mode_mirrors_through_the_routes(helm_bin: Path) -> None:
     assert "filters" not in one(no_shadow, "HTTPRoute")["spec"]["rules"][0]
 
 
+def test_deployment_mode_mirrors_in_the_predictor_for_gateways_without_request_mirror(helm_bin: Path) -> None:
+    """``serving.shadow.mirror.by: predictor``: no RequestMirror filter (a Gateway that lacks it may fail the whole
+    route), the stable and canary predictors copy to the shadow's Service, and the serving policy lets them."""
+    objs = render_app("production", "deployment", *SHADOW, "serving.shadow.mirror.by=predictor",
+                      "serving.canary.enabled=true", "serving.canary.modelVersion=8", "serving.canary.weight=10")
+    assert all("filters" not in one(objs, kind)["spec"]["rules"][0] for kind in ("HTTPRoute", "GRPCRoute"))
+    for track in ("stable", "canary"):
+        env = env_of(one(objs, "Deployment", f"-{track}")["spec"]["template"]["spec"]["containers"][0])
+        assert env["KS_SERVE_MIRROR_URL"] == "http://kube-sentiment-shadow.production.svc.cluster.local:8080"
+        assert env["KS_SERVE_MIRROR_PERCENT"] == "30"
+    assert "KS_SERVE_MIRROR_URL" not in env_of(
+        one(objs, "Deployment", "-shadow")["spec"]["template"]["spec"]["containers"][0])
+    serving = next(p for p in by_kind(objs, "NetworkPolicy") if p["metadata"]["name"].endswith("-serving"))
+    assert any(peer.get("podSelector", {}).get("matchLabels", {}).get("kube-sentiment/track") == "shadow"
+               for rule in serving["spec"]["egress"] for peer in rule["to"])
+
+
 def test_kserve_mode_mirrors_in_the_predictor_to_a_cluster_local_shadow(helm_bin: Path) -> None:
     objs = render_app("staging", "kserve", *SHADOW, "serving.canary.enabled=true", "serving.canary.modelVersion=8")
     main, shadow = one(objs, "InferenceService", "kube-sentiment"), one(objs, "InferenceService", "-shadow")
@@ -86,6 +103,7 @@ def test_the_chart_default_policy_is_the_code_default_and_lands_in_a_configmap(h
     ({"serving": {"shadow": {"enabled": True, "modelVersion": 1}}}, "must differ"),
     ({"serving": {"shadow": {"enabled": True}}}, "modelVersion"),
     ({"serving": {"shadow": {"enabled": True, "modelVersion": 2, "percent": 0}}}, "/serving/shadow/percent"),
+    ({"serving": {"shadow": {"mirror": {"by": "envoy"}}}}, "/serving/shadow/mirror/by"),
 ])
 def test_bad_rollout_and_shadow_values_are_refused(helm_bin: Path, tmp_path: Path, values: dict[str, Any],
                                                    message: str) -> None:

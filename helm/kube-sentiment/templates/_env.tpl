@@ -45,8 +45,8 @@ KS_SERVE_EVENTS_DIR: ""
 - name: KS_SERVE_MODEL_VERSION
   value: {{ include "kube-sentiment.modelVersion" . | quote }}
 {{- $shadow := .ctx.Values.serving.shadow }}
-{{- if and $shadow.enabled (eq .ctx.Values.serving.mode "kserve") (ne .track "shadow") }}
-{{- /* kserve mode: KServe cannot mirror, so the answering predictors send the copies to the shadow. */}}
+{{- if and (include "kube-sentiment.predictorMirrors" .ctx) (ne .track "shadow") }}
+{{- /* kserve mode (KServe cannot mirror) or mirror.by predictor: the answering predictors send the copies. */}}
 - name: KS_SERVE_MIRROR_URL
   value: {{ printf "http://%s" (include "kube-sentiment.httpEndpoint" (dict "ctx" .ctx "track" "shadow")) | quote }}
 - name: KS_SERVE_MIRROR_PERCENT

@@ -232,11 +232,20 @@ training runs, the others when enabled. Call with (dict "ctx" $ "component" "tra
 {{- end }}
 
 {{/*
+"true" when a shadow runs and the answering predictors send it the copies (kserve mode, where KServe cannot
+mirror, or `serving.shadow.mirror.by: predictor`), else "". Call with $.
+*/}}
+{{- define "kube-sentiment.predictorMirrors" -}}
+{{- $shadow := .Values.serving.shadow }}
+{{- if and $shadow.enabled (or (eq .Values.serving.mode "kserve") (eq $shadow.mirror.by "predictor")) }}true{{ end }}
+{{- end }}
+
+{{/*
 The routes' RequestMirror filter to the shadow track (nothing when no shadow runs): the Gateway copies `percent` %
 of the requests to the shadow's Service and drops its answers. Call with (dict "ctx" $ "port" <port>).
 */}}
 {{- define "kube-sentiment.mirrorFilter" -}}
-{{- if .ctx.Values.serving.shadow.enabled -}}
+{{- if and .ctx.Values.serving.shadow.enabled (not (include "kube-sentiment.predictorMirrors" .ctx)) -}}
 filters:
   - type: RequestMirror
     requestMirror:
