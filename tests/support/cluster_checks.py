@@ -87,7 +87,11 @@ while :; do
   done
 done
 """
-#: Varied texts (positive, negative, neutral) for live traffic: the class mix an automatic rollout compares.
+#: Varied texts (positive, negative, neutral) for live traffic: the class mix an automatic rollout compares. Their
+#: number (and so the loop's cycle of request bodies) is prime: a Gateway that splits by deterministic weighted round
+#: robin (Traefik) has a period that divides 100, and a cycle sharing a factor with it phase-locks, sending some
+#: texts mostly to one track. The tracks then see different inputs, and a canary identical to the stable one fails
+#: the class-mix and confidence checks (seen on real pods: 3:1 text skews at 50 %, confidence KS 0.21).
 TRAFFIC_TEXTS = (
     "I love this, thank you so much", "worst flight ever, two hours late", "the meeting is at noon",
     "great service and friendly crew", "my bag is lost and nobody answers", "what time does the gate open",
@@ -95,6 +99,7 @@ TRAFFIC_TEXTS = (
     "best customer support I have had", "the seat was broken and dirty", "is there wifi on this plane",
     "really happy with the new app", "rude staff at the counter today", "the flight number changed",
     "smooth landing, well done", "still waiting for a refund", "I will check in online tonight",
+    "the new terminal opens in spring",
 )
 #: Name (and label value) of the traffic Deployment.
 TRAFFIC = "ks-traffic"

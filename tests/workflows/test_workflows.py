@@ -350,6 +350,25 @@ def test_the_in_pod_request_loops_are_posix_sh(name: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("canary_weight", [5, 25, 50])
+def test_the_traffic_cycle_gives_every_track_the_same_texts_under_round_robin(canary_weight: int) -> None:
+    """The in-pod traffic cycles through its request bodies; a Gateway splitting by smooth weighted round robin
+    (deterministic, as Traefik's) must still send each body to the canary at the canary's weight."""
+    from tests.support.cluster_checks import TRAFFIC_TEXTS
+
+    bodies, weights = len(TRAFFIC_TEXTS), {"stable": 100 - canary_weight, "canary": canary_weight}
+    current = dict.fromkeys(weights, 0)
+    to_canary = [0] * bodies
+    for request in range(bodies * 100 * 4):
+        for track in current:
+            current[track] += weights[track]
+        chosen = max(current, key=lambda t: current[t])
+        current[chosen] -= 100
+        to_canary[request % bodies] += chosen == "canary"
+    shares = [n / 400 for n in to_canary]
+    assert max(shares) - min(shares) < 0.02, shares
+
+
 @pytest.fixture(scope="module")
 def helm() -> Path:
     return tool("helm")

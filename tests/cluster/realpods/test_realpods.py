@@ -2,7 +2,8 @@
 controller, Traefik as the Gateway, the same scripts the kind workflow calls (``scripts/deploy.sh``,
 ``scripts/canary.sh``) and the same checks ``scripts/smoke.sh`` runs (``tests/support/cluster_checks.py``), in both
 serving modes. What the kwok tiers cannot show is measured here: canary weights as traffic, readiness, graceful
-shutdown (zero failed requests through rollouts), the sidecar's events surviving a pod's end, the drift Job.
+shutdown (zero failed requests through rollouts), the sidecar's events surviving a pod's end, the drift Job, and
+automatic rollouts (``canary.sh <env> auto``) judged by analysis Jobs on live traffic.
 
 The tests of a serving mode share one flow and run in file order; a failed step skips the rest of its mode.
 """
@@ -10,6 +11,7 @@ The tests of a serving mode share one flow and run in file order; a failed step 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,8 @@ REPO = Path(__file__).resolve().parents[3]
 #: The canary's share of the traffic in the flow (the kind workflow's CANARY_WEIGHT).
 CANARY_WEIGHT = 20
 SPLIT_REQUESTS = 1000
+#: The kind workflow's automatic-rollout values: the chart's steps, 30 s between analyses, fewer predictions.
+ROLLOUT_VALUES = REPO / ".github" / "e2e" / "values-rollout.yaml"
 
 
 def log(line: str) -> None:
@@ -87,8 +91,11 @@ def test_node_is_real_isolated_and_serves_dns(real: Any) -> None:
     # plugin's); kube-proxy may insert its drop-only firewall jump above it on a later sync, which lets nothing out.
     forward = real.run("iptables", "-w", "-S", "FORWARD").stdout.splitlines()
     isolate = forward.index(f"-A FORWARD -j {ISOLATE_CHAIN}")
-    accepting = [i for i, rule in enumerate(forward)
-                 if rule.endswith("-j ACCEPT") or "-j KUBE-FORWARD" in rule or "-j CNI-FORWARD" in rule]
+    accepting = [
+        i
+        for i, rule in enumerate(forward)
+        if rule.endswith("-j ACCEPT") or "-j KUBE-FORWARD" in rule or "-j CNI-FORWARD" in rule
+    ]
     assert all(isolate < i for i in accepting), forward
     assert f"-A {ISOLATE_CHAIN} -i {BRIDGE} -j DROP" in real.run("iptables", "-w", "-S", ISOLATE_CHAIN).stdout
 
@@ -125,6 +132,25 @@ def test_training_jobs_register_versions_with_the_gate_decision(real: Any) -> No
         )
         found = staging.registry("promoted")
         assert found["version"] == str(run), found
+
+
+def test_a_bad_version_is_registered_for_the_automatic_rollouts(real: Any) -> None:
+    """Version 3, bad on purpose like the kind workflow's (heavy regularisation, no lexicon: it calls nearly
+    everything negative, with confidence near a third; macro-F1 0.27); the floor is lowered so that the gate registers
+    it."""
+    staging = Release("staging", env=real.env)
+    args = [a for f in real.app_values for a in ("-f", str(f))]
+    real.script(
+        "deploy.sh",
+        "train",
+        "staging",
+        "--builtin-corpus",
+        *("--env", "KS_TRAIN_FLOOR=0", "--env", "KS_TRAIN_ALPHA=1", "--env", "KS_TRAIN_LEXICON=false"),
+        "--set",
+        "train.actor=realpods-bad-version",
+        *args,
+    )
+    assert staging.registry()["version"] == "3"
 
 
 # -- both serving modes ------------------------------------------------------------------------------------------------
@@ -293,6 +319,94 @@ class TestServingMode:
         result = step.production.drift()
         assert result["exit_code"] in (0, 3, 4)
         assert sum(g.get("n", 0) for g in result.get("groups", [])) > 0, result
+
+    def test_automatic_rollout_promotes_a_good_version_through_every_step(self, real: Any, step: Any) -> None:
+        """The kind workflow's step 7 on real pods: live varied traffic through the Gateway from a pod, stable
+        version 1, ``canary.sh production auto 2`` with the chart's steps (shadow 100 %, canary 5, 25, 50 %), each
+        judged by an analysis Job reading the sink, then promoted; every decision an MLflow tag and an Event."""
+        deploy(real, "production", step.mode, "-f", str(ROLLOUT_VALUES), "--set", "serving.stable.modelVersion=1")
+        step.production.only("1")
+        step.production.traffic("start")
+        out = _rollout(real, "2")
+        assert out.returncode == 0, out.stderr[-6000:]
+        result = json.loads(out.stdout)
+        log(f"{step.mode}: {_decisions(result)}")
+        assert result["result"] == "promoted", result
+        assert [d["decision"] for d in result["decisions"]] == ["started", *["advance"] * 4, "promoted"], result
+        assert [d["step"] for d in result["decisions"] if d["decision"] == "advance"] == [
+            "shadow 100%",
+            "canary 5%",
+            "canary 25%",
+            "canary 50%",
+        ], result
+        step.production.only("2")
+        tags = step.production.rollout("2", "promoted")
+        assert tags["stable_version"] == "2", tags
+        values = step.production.values()["serving"]
+        assert not values["canary"]["enabled"] and not values["shadow"]["enabled"], values
+
+    def test_automatic_rollout_rolls_a_bad_version_back_at_its_first_step(self, real: Any, step: Any) -> None:
+        """Version 3 (bad on purpose) as the next candidate: the shadow step's checks fail on the mirrored
+        traffic, the release returns to the revision before the rollout, version 2 keeps serving."""
+        before = _history(real)[-1]["revision"]
+        try:
+            out = _rollout(real, "3")
+        finally:
+            step.production.traffic("stop")
+        assert out.returncode == 3, out.stderr[-6000:]
+        result = json.loads(out.stdout)
+        log(f"{step.mode}: {_decisions(result)}")
+        assert result["result"] == "rolled_back" and result["reason"].startswith("shadow 100%: failed: "), result
+        assert [d["decision"] for d in result["decisions"]] == ["started", "rollback", "rolled_back"], result
+        assert _history(real)[-1]["description"] == f"Rollback to {before}"
+        step.production.only("2")
+        tags = step.production.rollout("3", "rolled_back")
+        assert tags["step"] == "shadow 100%", tags
+
+
+def _rollout(real: Any, version: str) -> Any:
+    """``scripts/canary.sh production auto <version>``, its decisions tagged in the release's MLflow through
+    ``kubectl port-forward`` (as the kind workflow does: the server accepts only its own names and localhost)."""
+    from tests.support import free_port
+
+    port = free_port()
+    forward = subprocess.Popen(
+        ["kubectl", "-n", "mlflow", "port-forward", "service/mlflow", f"{port}:5000"],
+        env=real.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _healthy(f"{uri}/health"), timeout=60, what="kubectl port-forward to MLflow")
+        argv = [str(REPO / "scripts" / "canary.sh"), "production", "auto", version]
+        env = {**real.env, "MLFLOW_TRACKING_URI": uri}
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1500, check=False)
+    finally:
+        forward.terminate()
+        forward.wait(timeout=30)
+    sys.stderr.write(result.stderr[-8000:])
+    return result
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _history(real: Any) -> list[dict[str, Any]]:
+    out = real.run("helm", "-n", "production", "history", "kube-sentiment", "-o", "json").stdout
+    return list(json.loads(out))
+
+
+def _decisions(result: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{d['decision']} {d.get('step') or ''} {(d.get('reason') or '')[:160]}" for d in result["decisions"]
+    )
 
 
 def _stable_selector(mode: str) -> str:
