@@ -18,9 +18,10 @@ was partly its own (docs/benchmarks.md). These drive the same closed loop from C
 
 **Latency.** wrk 4 applies a coordinated-omission correction to its histogram before ``done()`` sees it (every
 latency above twice the mean interval per connection adds synthetic samples below it; ``stats_correct`` in wrk's
-``src/stats.c``), which a closed loop with a fixed number of connections does not need and which inflates p99.
-:func:`wrk_uncorrected` inverts it exactly (the interval is known from wrk's own counts), so every tool reports
-the plain client-side latency of every request. A server's turns are combined by merging these raw
+``src/stats.c``): its percentiles then describe requests that a schedule it did not run would have sent, raise
+p99, and cannot be set beside ghz's or the Python client's. :func:`wrk_uncorrected` inverts the correction exactly
+(the interval follows from wrk's own counts), so every tool reports the plain client-side latency of every request
+it sent. A server's turns are combined by merging these raw
 distributions: its p50 and p99 are over all its measured requests (as before), beside the median over its turns
 of each turn's p99/p50 (:class:`Tally`).
 
@@ -245,9 +246,6 @@ def parse_ghz(report: Mapping[str, Any], settle_s: float) -> Turn:
 
 # --- running the tools -----------------------------------------------------------------------------------------------
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process so far (all its threads), from ``/proc/<pid>/stat``."""
     try:
@@ -255,7 +253,7 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # fields 3.. ; utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _sleep_until(moment: float) -> None:
