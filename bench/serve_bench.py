@@ -40,6 +40,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -325,10 +326,7 @@ class Server:
 
     def peak_rss_mb(self) -> float:
         """Peak resident set size (VmHWM) of the server process."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return _status_mb(self.process.pid, "VmHWM")
 
 
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Server:
@@ -352,6 +350,91 @@ def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) ->
         time.sleep(0.2)  # readiness poll interval, bounded by the deadline above
     process.kill()
     raise SystemExit(f"{name} server not ready within 180 s")
+
+
+STARTUP_ROUNDS = 3  # starts of each server in the start-up table, interleaved
+
+
+def _ready_after(command: list[str], env: dict[str, str], log_path: Path,
+                 deadline_s: float = 180) -> tuple[float, float]:
+    """Start a server pinned to the server core: seconds from its process start to ``/v2/health/ready`` 200 (polled
+    every 10 ms), and its resident memory (VmRSS, MB) at that moment; then stop it."""
+    import http.client
+
+    http_port = free_port()
+    with log_path.open("ab") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *command, "--http_port", str(http_port), "--grpc_port", str(free_port())],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ | env)
+    try:
+        while time.perf_counter() - started < deadline_s:
+            if process.poll() is not None:
+                raise SystemExit(f"{command} exited with {process.returncode} while starting; see {log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=2)
+                conn.request("GET", "/v2/health/ready")
+                ready = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ready = False
+            if ready:
+                return time.perf_counter() - started, _status_mb(process.pid, "VmRSS")
+            time.sleep(0.01)  # readiness poll interval, bounded by the deadline above
+        raise SystemExit(f"{command} not ready within {deadline_s:.0f} s; see {log_path}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` (VmRSS, VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def startup(model_dir: Path, log_dir: Path, rounds: int = STARTUP_ROUNDS) -> dict[str, Any]:
+    """Start-up of every server, ``rounds`` starts each in turn: seconds to ready and resident MB at ready.
+
+    Ours three ways: numba compiling the kernels with an empty cache (a new pod whose cache volume is empty),
+    numba loading them from its disk cache (a restarted container that kept its volume), and the ahead-of-time
+    build the image carries (``serving._kernels_aot``; that row says so when it is not built). Every server loads
+    the same model directory; a start from ``models:/`` adds the registry download to these."""
+    import tempfile
+
+    python = sys.executable
+    ours = [python, "-m", "serving", "--model-dir", str(model_dir)]
+    quiet = {"KS_SERVE_LOG_LEVEL": "WARNING", "KS_SERVE_JSON_LOGS": "true", "KS_SERVE_EVENTS_DIR": ""}
+    scratch = Path(tempfile.mkdtemp(prefix="ks-serve-bench-numba-"))
+    cached = {"NUMBA_CACHE_DIR": str(scratch / "cached"), "KS_SERVE_KERNELS": "jit"}
+    variants: dict[str, tuple[list[str], Any]] = {
+        "no-op": ([python, "-m", "bench.serve_bench", "serve", "--kind", "noop", "--model_dir", str(model_dir)],
+                  dict),
+        "baseline": ([python, "-m", "bench.serve_bench", "serve", "--kind", "baseline", "--model_dir",
+                      str(model_dir)], dict),
+        "ours, numba, empty cache": (
+            ours, lambda: quiet | {"KS_SERVE_KERNELS": "jit", "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=scratch)}),
+        "ours, numba, disk cache": (ours, lambda: quiet | cached),
+    }
+    why_not = _aot_missing()
+    if not why_not:
+        variants["ours, ahead of time"] = (ours, lambda: quiet | {"KS_SERVE_KERNELS": "aot"})
+    log_path = log_dir / "startup.log"
+    _ready_after(ours, quiet | cached, log_path)  # fills the disk cache (not measured)
+    starts: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (command, env) in variants.items():
+            starts[name].append(_ready_after(command, env(), log_path))
+            seconds, mb = starts[name][-1]
+            print(f"start-up {name:26s} ready after {seconds:5.2f} s, {mb:4.0f} MB resident", file=sys.stderr)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"starts": starts, "aot_missing": why_not}
 
 
 def _stop(server: Server) -> None:
@@ -461,7 +544,6 @@ def mirror_cost(sink_port: int, per_send: int, count: int = 20_000, rounds: int 
     """CPU µs per copied request of the whole mirror path (submit, encode, POST to the stand-in shadow), measured in
     this process with the predictor's defaults, sending every ``per_send`` copies (the copies one flush interval
     gathers at the server's fastest rate); the median of ``rounds``."""
-    import statistics
 
     from prometheus_client import CollectorRegistry
 
@@ -499,7 +581,6 @@ def emitter_cost(count: int = 20_000, rounds: int = 5) -> float:
     Steadier than comparing two servers' req/s on a shared machine: it is the time the predictor's core spends per
     event, to be set against its time per request.
     """
-    import statistics
     import tempfile
 
     from prometheus_client import CollectorRegistry
@@ -663,6 +744,23 @@ def _cpu(cell: dict[str, Any]) -> str:
 SATURATED = 0.9  # a load generator above this share of its core may be what a cell measures
 
 
+def render_startup(startup: dict[str, Any]) -> list[str]:
+    """The start-up table: seconds from process start to ``/v2/health/ready`` 200 and resident MB at that moment."""
+    starts: dict[str, list[tuple[float, float]]] = startup["starts"]
+    rounds = min(len(v) for v in starts.values())
+    lines = [f"Start-up from a local model directory (process start to `/v2/health/ready` 200; {rounds} starts of "
+             "each, in turns, server pinned to its core, the machine otherwise idle):", "",
+             "| server | ready after, s: median (min-max) | resident at ready, MB: median (min-max) |",
+             "|---|---|---|"]
+    for name, runs in starts.items():
+        seconds, mb = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+        lines.append(f"| {name} | {statistics.median(seconds):.2f} ({seconds[0]:.2f}-{seconds[-1]:.2f}) "
+                     f"| {statistics.median(mb):.0f} ({mb[0]:.0f}-{mb[-1]:.0f}) |")
+    if startup["aot_missing"]:
+        lines += ["", f"No ahead-of-time row: {startup['aot_missing']} (python -m serving.aot builds it)."]
+    return lines
+
+
 def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     """The markdown report: machine, the single-text table, the 64-text table, event cost, RSS."""
     lines = [
@@ -670,7 +768,7 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
         f"monitoring sidecar on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until "
         f"each has had {meta['duration']} s (after a {WARMUP_S:g} s warm-up each; the first {SETTLE_S:g} s of "
         f"every turn is load but not measured); model: {meta['model']}.",
-        f"Load generators: {meta['loadgens']}.",
+        f"Load generators: {meta['loadgens']}. Kernels of ours: {meta.get('kernels', 'auto')}.",
         f"Load average when the run started: {meta['load']}.",
         "",
         "Single-text requests (closed loop, client-side latency):",
@@ -736,6 +834,8 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
               f"{results['mirror_copies_per_send']} copies per POST: one flush interval at the fastest rate): "
               f"{mirror_us:.1f} µs, i.e. {mirror_us * fastest / 1e6:.1%} of ours' time per single-text request at "
               f"its fastest ({fastest:.0f} req/s)."]
+    if "startup" in results:
+        lines += ["", *render_startup(results["startup"])]
     lines += ["", "Peak RSS of each server process (MB): "
               + ", ".join(f"{k} {v:.0f}" for k, v in results["rss"].items()) + ".", ""]
     errors = sum(c["errors"] for c in results["cells"])
@@ -762,6 +862,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--loadgen", choices=("auto", "native", "python"), default="auto",
                        help="auto: wrk and ghz, the Python client where one is missing; native: refuse to fall back; "
                             "python: the Python client throughout")
+        p.add_argument("--no_aot_build", dest="aot_build", action="store_false",
+                       help="do not build the ahead-of-time kernels (python -m serving.aot) when they are missing: "
+                            "ours then compiles them with numba, and the start-up table has no ahead-of-time row")
         p.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
     serve_p = sub.add_parser("serve")
     serve_p.add_argument("--kind", choices=("noop", "baseline"), required=True)
@@ -816,13 +919,36 @@ def main(argv: list[str] | None = None) -> int:
         "loadgens": "; ".join(f"{PROTOCOL_NAMES[p]}: {loadgens[p].label}" for p in PROTOCOLS),
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
-    results = benchmark(model_dir, args.duration, args.slice, log_dir, loadgens)
+    kernels = _kernels_for_ours(args.aot_build)
+    meta["kernels"] = kernels
+    start_ups = startup(model_dir, log_dir)
+    results = benchmark(model_dir, args.duration, args.slice, log_dir, loadgens) | {"startup": start_ups}
     report = render(results, meta)
     print(report)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.markdown:
         args.markdown.write_text(report)
     return 0
+
+
+def _kernels_for_ours(build: bool) -> str:
+    """Which kernels ``ours`` runs in the throughput cells (``auto``: the ahead-of-time build the image carries when
+    it matches the source); with ``build``, ``python -m serving.aot`` first builds it when missing or stale (into
+    the installed ``serving`` package, as the image does; ~30 s)."""
+    why_not = _aot_missing()
+    if why_not and build:
+        print(f"building the kernels ahead of time ({why_not}): python -m serving.aot", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "serving.aot"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        why_not = _aot_missing()
+    return f"numba ({why_not})" if why_not else "ahead of time (serving._kernels_aot)"
+
+
+def _aot_missing() -> str:
+    """Why a new predictor process would not use the ahead-of-time kernels ("" when it would). Asked in a new
+    process: this one may hold an earlier build in memory."""
+    probe = "from serving.kernels import ahead_of_time; print(ahead_of_time()[1])"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def _cpu_name() -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.loadgen import Ghz, Wrk, ghz_binary, tool_version, wrk_binary
-from bench.serve_bench import _grpc_messages, _http_bodies, _http_path, _kserve_protoset
+from bench.serve_bench import _grpc_messages, _http_bodies, _http_path, _kserve_protoset, _ready_after
 from tests.support import REPO, free_port, http_ok, stop, wait_until
 
 pytestmark = pytest.mark.integration
@@ -67,3 +67,10 @@ def test_ghz_turn_reads_every_call(noop_server: tuple[int, int], tmp_path: Path)
     assert 0.3 < turn.seconds < 1.0
     assert sum(turn.latencies_us.values()) <= turn.requests + 4  # calls sent in the window (in flight at its start)
     assert turn.cpu_s is not None and turn.cpu_wall_s
+
+
+def test_start_up_is_timed_to_the_first_ready_answer(tmp_path: Path) -> None:
+    seconds, resident_mb = _ready_after(
+        [sys.executable, "-m", "bench.serve_bench", "serve", "--kind", "noop", "--model_dir", str(tmp_path)],
+        {}, tmp_path / "start.log")
+    assert 0 < seconds < 180 and 50 < resident_mb < 2000  # a Python process with kserve imported
