@@ -33,6 +33,7 @@ cell measures the generator, not the server.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -269,6 +270,10 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         raise LoadGenError(f"{process.args!r} did not finish within {timeout_s:.0f} s") from None
 
 
+def _nothing() -> None:
+    """No wait."""
+
+
 class Generator(Protocol):
     """A native load generator bound to a cell (protocol, concurrency, request bodies)."""
 
@@ -277,8 +282,9 @@ class Generator(Protocol):
     def warm(self, port: int, seconds: float) -> None:
         """Load the server on ``port`` for ``seconds``, measuring nothing."""
 
-    def turn(self, port: int, seconds: float, settle_s: float) -> Turn:
-        """Load the server on ``port`` for ``settle_s`` (not measured), then measure ``seconds``."""
+    def turn(self, port: int, seconds: float, settle_s: float, drained: Callable[[], None] = _nothing) -> Turn:
+        """Load the server on ``port`` for ``settle_s`` (not measured), then measure ``seconds``; ``drained`` waits
+        until the server has answered what a stopped run left in its queue."""
 
 
 class Wrk:
@@ -316,11 +322,13 @@ class Wrk:
     def warm(self, port: int, seconds: float) -> None:
         self._run(port, seconds)
 
-    def turn(self, port: int, seconds: float, settle_s: float) -> Turn:
+    def turn(self, port: int, seconds: float, settle_s: float, drained: Callable[[], None] = _nothing) -> Turn:
         """A settle run (load, not measured: the server was idle while the others had their turns), then the
-        measured run. wrk cannot leave out the start of a run, so these are two runs."""
+        measured run. wrk cannot leave out the start of a run, so these are two runs, with ``drained`` between
+        them: the requests the settle run left in flight must not eat into the measured run."""
         if settle_s > 0:
             self._run(port, settle_s)
+            drained()
         out, cpu, wall = self._run(port, seconds)
         turn = parse_wrk(out, self.connections)
         turn.cpu_s, turn.cpu_wall_s = cpu, (wall if cpu is not None else None)
@@ -343,8 +351,9 @@ class Ghz:
     def warm(self, port: int, seconds: float) -> None:
         self._run(port, seconds, 0.0)
 
-    def turn(self, port: int, seconds: float, settle_s: float) -> Turn:
-        """One ghz run of ``settle_s + seconds``; its first ``settle_s`` is cut out of the report."""
+    def turn(self, port: int, seconds: float, settle_s: float, drained: Callable[[], None] = _nothing) -> Turn:
+        """One ghz run of ``settle_s + seconds``; its first ``settle_s`` is cut out of the report (one run: nothing
+        is left in flight between settling and measuring, so ``drained`` is not needed)."""
         stderr, returncode, cpu, wall = self._run(port, seconds, settle_s)
         if not self.report_file.is_file():
             raise LoadGenError(f"ghz wrote no report (exit {returncode}): {stderr[-800:]}")
@@ -387,14 +396,33 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def wait_idle(pid: int, quiet_s: float = 0.05, deadline_s: float = 30.0) -> None:
+    """Wait until process ``pid`` used no CPU for ``quiet_s`` (bounded by ``deadline_s``). A native generator stopped
+    mid-turn leaves its connections' requests in the server's queue; a slow server (the baseline: 32 requests of
+    ~25 ms) would still be computing them, on the shared server core, during the next server's turn."""
+    give_up = time.monotonic() + deadline_s
+    before = cpu_seconds(pid)
+    while before is not None and time.monotonic() < give_up:
+        time.sleep(quiet_s)  # the quiet interval that defines idle, bounded by the deadline
+        now = cpu_seconds(pid)
+        if now is None or now == before:
+            return
+        before = now
+
+
 def drive(generator: Generator, ports: Sequence[int], seconds: float, slice_s: float, warmup_s: float,
-          settle_s: float) -> list[Tally]:
+          settle_s: float, pids: Sequence[int] | None = None) -> list[Tally]:
     """Interleaved turns: every server gets a ``warmup_s`` turn (not measured), then the servers take turns of
-    ``slice_s`` (each after ``settle_s`` of unmeasured load) until each has had ``seconds``."""
+    ``slice_s`` (each after ``settle_s`` of unmeasured load) until each has had ``seconds``. With the servers'
+    ``pids``, each turn starts only once the previous server is idle (:func:`wait_idle`)."""
     tallies = [Tally() for _ in ports]
-    for port in ports:
+    idle: list[Callable[[], None]] = [functools.partial(wait_idle, pid) for pid in pids] if pids else [
+        _nothing] * len(ports)
+    for i, port in enumerate(ports):
         generator.warm(port, warmup_s)
+        idle[i]()
     for _ in range(max(1, round(seconds / slice_s))):
-        for port, tally in zip(ports, tallies, strict=True):
-            tally.add(generator.turn(port, slice_s, settle_s))
+        for i, (port, tally) in enumerate(zip(ports, tallies, strict=True)):
+            tally.add(generator.turn(port, slice_s, settle_s, idle[i]))
+            idle[i]()
     return tallies

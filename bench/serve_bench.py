@@ -487,7 +487,8 @@ def _run_load(servers: list[Server], protocol: str, concurrency: int, per_reques
             generator = Wrk(loadgen.binary, loadgen.label, LOAD_CORE, _http_path(protocol),
                             _http_bodies(protocol, texts, per_request), concurrency, Path(tmp))
             ports = [server.http_port for server in servers]
-        tallies = drive(generator, ports, seconds, slice_s, WARMUP_S, SETTLE_S)
+        tallies = drive(generator, ports, seconds, slice_s, WARMUP_S, SETTLE_S,
+                        [server.process.pid for server in servers])
     return [tally.result(per_request, loadgen.label) for tally in tallies]
 
 

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
 
+from bench import loadgen
 from bench.loadgen import (
     LoadGenError,
     Tally,
     Turn,
     _epoch_ns,
     _varint,
+    drive,
     parse_ghz,
     parse_wrk,
     percentiles,
+    wait_idle,
     wrk_expected_interval,
     wrk_uncorrected,
 )
@@ -162,3 +169,43 @@ def test_percentiles_of_a_histogram_match_the_raw_list() -> None:
     rng = random.Random(1)
     raw = [rng.randint(50, 5000) for _ in range(999)]
     assert percentiles(Counter(raw), (50, 99)) == pytest.approx(list(np.percentile(raw, [50, 99])))
+
+
+
+def test_wait_idle_waits_while_the_process_computes_and_not_once_it_sleeps() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    asleep = subprocess.Popen(["sleep", "30"])
+    try:
+        started = time.monotonic()
+        wait_idle(busy.pid, quiet_s=0.2, deadline_s=1.0)
+        assert time.monotonic() - started >= 1.0  # never idle: held until the deadline
+        started = time.monotonic()
+        wait_idle(asleep.pid, quiet_s=0.2, deadline_s=20.0)
+        assert time.monotonic() - started < 10  # idle at once
+    finally:
+        for process in (busy, asleep):
+            process.kill()
+            process.wait()
+
+
+def test_drive_interleaves_turns_and_waits_for_each_server_to_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(loadgen, "wait_idle", lambda pid: events.append(f"idle {pid}"))
+
+    class Fake:
+        label = "fake"
+
+        def warm(self, port: int, seconds: float) -> None:
+            events.append(f"warm {port}")
+
+        def turn(self, port: int, seconds: float, settle_s: float, drained: Any = None) -> Turn:
+            events.append(f"settle {port}")
+            drained()
+            events.append(f"measure {port}")
+            return Turn(10, 0, seconds, Counter({1000: 10}))
+
+    tallies = drive(Fake(), [8001, 8002], seconds=1.0, slice_s=0.5, warmup_s=1.0, settle_s=0.1, pids=[11, 22])
+    assert [t.requests for t in tallies] == [20, 20]
+    one_round = ["settle 8001", "idle 11", "measure 8001", "idle 11", "settle 8002", "idle 22", "measure 8002",
+                 "idle 22"]
+    assert events == ["warm 8001", "idle 11", "warm 8002", "idle 22", *one_round, *one_round]
