@@ -1,14 +1,20 @@
 """Serving benchmark: our predictor beside the standard predictor (baseline) and a do-nothing model (ceiling).
 
-    .venv/bin/python -m bench.serve_bench [--duration 6] [--slice 0.5] [--model_dir DIR] [--markdown FILE]
+    .venv/bin/python -m bench.serve_bench [--duration 6] [--slice 0.5] [--model_dir DIR | --train_rows N]
+                                          [--loadgen auto|native|python] [--markdown FILE]
 
 All servers are the same ``kserve.ModelServer`` (same flags, same logging), all started in this run and each pinned
-to core 0 with ``taskset`` (only the one under load uses CPU). Within a cell (protocol, concurrency, texts per
-request) one load process drives all the cell's servers in turns of ``--slice`` seconds until each has had
-``--duration`` seconds, so a neighbour's load on a shared machine falls on all of them alike. The load generator
-(an asyncio HTTP/1.1 keep-alive client and a ``grpc.aio`` client, below) and the monitoring sidecar run pinned to
-core 1.
-A full run takes about 4 minutes. Servers:
+to core 0 with ``taskset`` (only the one under load uses CPU), serving the same model: by default the production
+model (``model.train.fit`` with the default settings on the whole training split, fitted once and cached). Within a
+cell (protocol, concurrency, texts per request) the cell's servers take turns of ``--slice`` seconds until each has
+had ``--duration`` seconds, so a neighbour's load on a shared machine falls on all of them alike. The load
+generators run pinned to core 1 with the monitoring sidecar: wrk for V1 and V2 REST and ghz for V2 gRPC
+(``bench/loadgen.py`` says why these and how their output is read), started once per turn and server; the report
+gives their own CPU, so a saturated generator is visible. Where one is missing (``apt-get install wrk``;
+``scripts/build-tools.sh ghz``) the cell falls back to the Python client below (an asyncio HTTP/1.1 keep-alive client
+and a ``grpc.aio`` client, which saturates its core first), marked ``python (fallback)`` in the tables;
+``--loadgen native`` refuses to fall back (exit 69), ``--loadgen python`` uses the Python client throughout.
+A full run takes about 5 minutes (plus the production model's fit on the first run). Servers:
 
 - ``noop``: a ``kserve.Model`` that returns a constant one-text answer without looking at the input (the ceiling).
 - ``baseline``: the standard way: a ``kserve.Model`` whose ``predict`` calls the pipeline's ``predict_proba``.
@@ -34,23 +40,29 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.loadgen import Ghz, Tally, Turn, Wrk, drive, ghz_binary, tool_version, wrk_binary
+from model.errors import ExitCode
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".kube-sentiment" / "bench-serve"
 SERVER_CORE, LOAD_CORE = "0", "1"
 SETTLE_S = 0.1  # start of each turn that is load but not measured
+WARMUP_S = 1.0  # an unmeasured turn of every server before a cell's measured turns
 MODEL = "sentiment"
+PYTHON_LOADGEN = "python"
 
 
 # --- the two comparison models (served by ``python -m bench.serve_bench serve``) ----------------------------------
@@ -142,15 +154,26 @@ def _texts() -> list[str]:
     return list(json.loads(TEXTS_FILE.read_text()))
 
 
-def _http_requests(protocol: str, texts: list[str], per_request: int, count: int, path: str) -> list[bytes]:
+def _http_path(protocol: str) -> str:
+    return f"/v1/models/{MODEL}:predict" if protocol == "v1" else f"/v2/models/{MODEL}/infer"
+
+
+def _http_bodies(protocol: str, texts: list[str], per_request: int, count: int = 500) -> list[bytes]:
+    """``count`` JSON request bodies of ``per_request`` holdout texts each (V1 ``instances`` or V2 ``inputs``)."""
     out = []
     for i in range(count):
         chunk = [texts[(i * per_request + j) % len(texts)] for j in range(per_request)]
         if protocol == "v1":
-            body = json.dumps({"instances": chunk}).encode()
+            out.append(json.dumps({"instances": chunk}).encode())
         else:
-            body = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(chunk)],
-                                           "data": chunk}]}).encode()
+            out.append(json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(chunk)],
+                                               "data": chunk}]}).encode())
+    return out
+
+
+def _http_requests(protocol: str, texts: list[str], per_request: int, count: int, path: str) -> list[bytes]:
+    out = []
+    for body in _http_bodies(protocol, texts, per_request, count):
         head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         out.append(head + body)
@@ -192,6 +215,17 @@ def _grpc_messages(texts: list[str], per_request: int) -> list[Any]:
     return messages
 
 
+def _kserve_protoset() -> bytes:
+    """A FileDescriptorSet of KServe's V2 gRPC service from the installed ``kserve`` package's own descriptor (the
+    one its server registers; the package ships no .proto and its server enables no reflection), for ghz."""
+    from google.protobuf import descriptor_pb2
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    files = descriptor_pb2.FileDescriptorSet()
+    pb.DESCRIPTOR.CopyToProto(files.file.add())  # grpc_predict_v2.proto imports nothing
+    return files.SerializeToString()
+
+
 async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: float,
                        spans: list[tuple[float, float]], errors: list[int]) -> int:
     import grpc
@@ -208,34 +242,22 @@ async def _grpc_worker(stub: Any, messages: list[Any], offset: int, stop_at: flo
     return i
 
 
-@dataclass
-class _Tally:
-    """What one target's measured slices add up to."""
-
-    completed: int = 0
-    latencies: list[float] = field(default_factory=list)
-    turn_tails: list[float] = field(default_factory=list)  # p99 / p50 of each measured turn
-    errors: list[int] = field(default_factory=list)
-    elapsed: float = 0.0
-
-
 def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_request: int, seconds: float,
          warmup: float, slice_s: float) -> list[dict[str, Any]]:
     """Closed-loop load on every ``(http_port, grpc_port)`` target: ``concurrency`` kept-alive connections (or gRPC
     calls in flight) per target, each sending its next request as soon as the answer is in.
 
     The targets take turns in slices of ``slice_s`` seconds until each has had ``seconds``, so a neighbour's load on
-    a shared machine falls on all of them alike; a target's req/s is its requests over its own slices. Besides p50
-    and p99 over the whole run, ``p99_over_p50_typical_turn`` is the median over turns of each turn's p99 / p50: a
-    closed loop's latencies scale with the machine's speed, which shifts between turns on a shared machine. The
-    first ``SETTLE_S`` of each turn is not measured (a server back from idling starts cold).
+    a shared machine falls on all of them alike; a target's turns are added up by ``bench.loadgen.Tally``, as the
+    native generators' are. The first ``SETTLE_S`` of each turn is not measured (a server back from idling starts
+    cold). ``client_cpu`` is this process's CPU over its turns.
     """
     import grpc
     import uvloop
     from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
     texts = _texts()
-    path = f"/v1/models/{MODEL}:predict" if protocol == "v1" else f"/v2/models/{MODEL}/infer"
+    path = _http_path(protocol)
     http_requests = _http_requests(protocol, texts, per_request, 500, path) if protocol != "grpc" else []
     messages = _grpc_messages(texts, per_request) if protocol == "grpc" else []
 
@@ -253,26 +275,23 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
                 workers.append([lambda stop, lat, err, off, conn=conn: _http_worker(conn, http_requests, off, stop,
                                                                                     lat, err) for conn in conns])
         offsets = [[k * 37 for k in range(concurrency)] for _ in targets]
-        stats = [_Tally() for _ in targets]
+        tallies = [Tally() for _ in targets]
 
         async def turn(t: int, length: float, record: bool) -> None:
             spans: list[tuple[float, float]] = []  # (sent, answered) of every request
             errors: list[int] = []
             # A server that sat idle while the others took their turns starts with cold caches and all its
             # connections' requests arriving at once; the first SETTLE_S of a turn is load, not measurement.
-            measured_from = time.perf_counter() + SETTLE_S
+            cpu_from, started = time.process_time(), time.perf_counter()
+            measured_from = started + SETTLE_S
             stop_at = measured_from + length
             offsets[t] = list(await asyncio.gather(*[w(stop_at, spans, errors, off)
                                                      for w, off in zip(workers[t], offsets[t], strict=True)]))
-            latencies = [end - sent for sent, end in spans if sent >= measured_from]
+            latencies = Counter(round((end - sent) * 1e6) for sent, end in spans if sent >= measured_from)
             if record and latencies:
-                st = stats[t]
-                st.completed += sum(1 for _, end in spans if end >= measured_from)
-                st.latencies += latencies
-                p50, p99 = np.percentile(latencies, [50, 99])
-                st.turn_tails.append(float(p99 / p50))
-                st.errors += errors
-                st.elapsed += max(end for _, end in spans) - measured_from
+                tallies[t].add(Turn(requests=sum(1 for _, end in spans if end >= measured_from), errors=len(errors),
+                                    seconds=max(end for _, end in spans) - measured_from, latencies_us=latencies,
+                                    cpu_s=time.process_time() - cpu_from, cpu_wall_s=time.perf_counter() - started))
 
         for t in range(len(targets)):
             await turn(t, warmup, record=False)
@@ -281,15 +300,7 @@ def load(protocol: str, targets: list[tuple[int, int]], concurrency: int, per_re
                 await turn(t, slice_s, record=True)
         for channel in channels:
             await channel.close()
-        results = []
-        for st in stats:
-            lat = np.array(st.latencies) * 1000.0
-            n, elapsed = st.completed, st.elapsed
-            results.append({"requests": n, "errors": len(st.errors), "seconds": elapsed, "rps": n / elapsed,
-                            "texts_per_s": n * per_request / elapsed, "p50_ms": float(np.percentile(lat, 50)),
-                            "p99_ms": float(np.percentile(lat, 99)),
-                            "p99_over_p50_typical_turn": float(np.median(st.turn_tails))})
-        return results
+        return [tally.result(per_request, PYTHON_LOADGEN) for tally in tallies]
 
     # The client's own garbage collections would pause every request in flight and count as server latency.
     gc.collect()
@@ -315,10 +326,7 @@ class Server:
 
     def peak_rss_mb(self) -> float:
         """Peak resident set size (VmHWM) of the server process."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return _status_mb(self.process.pid, "VmHWM")
 
 
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Server:
@@ -344,6 +352,91 @@ def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) ->
     raise SystemExit(f"{name} server not ready within 180 s")
 
 
+STARTUP_ROUNDS = 3  # starts of each server in the start-up table, interleaved
+
+
+def _ready_after(command: list[str], env: dict[str, str], log_path: Path,
+                 deadline_s: float = 180) -> tuple[float, float]:
+    """Start a server pinned to the server core: seconds from its process start to ``/v2/health/ready`` 200 (polled
+    every 10 ms), and its resident memory (VmRSS, MB) at that moment; then stop it."""
+    import http.client
+
+    http_port = free_port()
+    with log_path.open("ab") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *command, "--http_port", str(http_port), "--grpc_port", str(free_port())],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ | env)
+    try:
+        while time.perf_counter() - started < deadline_s:
+            if process.poll() is not None:
+                raise SystemExit(f"{command} exited with {process.returncode} while starting; see {log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=2)
+                conn.request("GET", "/v2/health/ready")
+                ready = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ready = False
+            if ready:
+                return time.perf_counter() - started, _status_mb(process.pid, "VmRSS")
+            time.sleep(0.01)  # readiness poll interval, bounded by the deadline above
+        raise SystemExit(f"{command} not ready within {deadline_s:.0f} s; see {log_path}")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _status_mb(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` (VmRSS, VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def startup(model_dir: Path, log_dir: Path, rounds: int = STARTUP_ROUNDS) -> dict[str, Any]:
+    """Start-up of every server, ``rounds`` starts each in turn: seconds to ready and resident MB at ready.
+
+    Ours three ways: numba compiling the kernels with an empty cache (a new pod whose cache volume is empty),
+    numba loading them from its disk cache (a restarted container that kept its volume), and the ahead-of-time
+    build the image carries (``serving._kernels_aot``; that row says so when it is not built). Every server loads
+    the same model directory; a start from ``models:/`` adds the registry download to these."""
+    import tempfile
+
+    python = sys.executable
+    ours = [python, "-m", "serving", "--model-dir", str(model_dir)]
+    quiet = {"KS_SERVE_LOG_LEVEL": "WARNING", "KS_SERVE_JSON_LOGS": "true", "KS_SERVE_EVENTS_DIR": ""}
+    scratch = Path(tempfile.mkdtemp(prefix="ks-serve-bench-numba-"))
+    cached = {"NUMBA_CACHE_DIR": str(scratch / "cached"), "KS_SERVE_KERNELS": "jit"}
+    variants: dict[str, tuple[list[str], Any]] = {
+        "no-op": ([python, "-m", "bench.serve_bench", "serve", "--kind", "noop", "--model_dir", str(model_dir)],
+                  dict),
+        "baseline": ([python, "-m", "bench.serve_bench", "serve", "--kind", "baseline", "--model_dir",
+                      str(model_dir)], dict),
+        "ours, numba, empty cache": (
+            ours, lambda: quiet | {"KS_SERVE_KERNELS": "jit", "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=scratch)}),
+        "ours, numba, disk cache": (ours, lambda: quiet | cached),
+    }
+    why_not = _aot_missing()
+    if not why_not:
+        variants["ours, ahead of time"] = (ours, lambda: quiet | {"KS_SERVE_KERNELS": "aot"})
+    log_path = log_dir / "startup.log"
+    _ready_after(ours, quiet | cached, log_path)  # fills the disk cache (not measured)
+    starts: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (command, env) in variants.items():
+            starts[name].append(_ready_after(command, env(), log_path))
+            seconds, mb = starts[name][-1]
+            print(f"start-up {name:26s} ready after {seconds:5.2f} s, {mb:4.0f} MB resident", file=sys.stderr)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"starts": starts, "aot_missing": why_not}
+
+
 def _stop(server: Server) -> None:
     server.process.terminate()
     try:
@@ -353,8 +446,54 @@ def _stop(server: Server) -> None:
         server.process.wait()
 
 
+@dataclass(frozen=True)
+class LoadGen:
+    """The load generator of a protocol: a native tool, or (``binary`` None) the Python client."""
+
+    label: str  # as the tables show it: "wrk 4.1.0-3+b2", "ghz 0.121.0", "python (fallback)"
+    binary: Path | None = None
+
+
+def choose_loadgens(choice: str) -> tuple[dict[str, LoadGen], list[str]]:
+    """The load generator of each protocol for ``--loadgen`` (auto, native, python), and what is missing."""
+    if choice == "python":
+        return dict.fromkeys(PROTOCOLS, LoadGen(PYTHON_LOADGEN)), []
+    wrk, ghz = wrk_binary(), ghz_binary()
+    missing = ([] if wrk else ["wrk (HTTP): apt-get install wrk"]) + (
+        [] if ghz else ["ghz (gRPC): scripts/build-tools.sh ghz"])
+    fallback = LoadGen(f"{PYTHON_LOADGEN} (fallback)")
+    http = LoadGen(tool_version(wrk), wrk) if wrk else fallback
+    grpc = LoadGen(tool_version(ghz), ghz) if ghz else fallback
+    return {"v1": http, "v2": http, "grpc": grpc}, missing
+
+
 def _run_load(servers: list[Server], protocol: str, concurrency: int, per_request: int, seconds: float,
-              slice_s: float) -> list[dict[str, Any]]:
+              slice_s: float, loadgen: LoadGen) -> list[dict[str, Any]]:
+    """One cell: the servers take turns under ``loadgen`` (a native tool driven from here, each run pinned to the
+    load core; or the Python client's own process pinned there)."""
+    if loadgen.binary is None:
+        return _run_python_load(servers, protocol, concurrency, per_request, seconds, slice_s, loadgen.label)
+    import tempfile
+
+    texts = _texts()
+    with tempfile.TemporaryDirectory(prefix="ks-serve-bench-load-") as tmp:
+        generator: Wrk | Ghz
+        if protocol == "grpc":
+            messages = [m.SerializeToString() for m in _grpc_messages(texts, per_request)]
+            generator = Ghz(loadgen.binary, loadgen.label, LOAD_CORE, _kserve_protoset(), messages, concurrency,
+                            Path(tmp))
+            ports = [server.grpc_port for server in servers]
+        else:
+            generator = Wrk(loadgen.binary, loadgen.label, LOAD_CORE, _http_path(protocol),
+                            _http_bodies(protocol, texts, per_request), concurrency, Path(tmp))
+            ports = [server.http_port for server in servers]
+        tallies = drive(generator, ports, seconds, slice_s, WARMUP_S, SETTLE_S,
+                        [server.process.pid for server in servers])
+    return [tally.result(per_request, loadgen.label) for tally in tallies]
+
+
+def _run_python_load(servers: list[Server], protocol: str, concurrency: int, per_request: int, seconds: float,
+                     slice_s: float, label: str) -> list[dict[str, Any]]:
     targets = ",".join(f"{server.http_port}:{server.grpc_port}" for server in servers)
     out = subprocess.run(
         ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.serve_bench", "load", "--api", protocol,
@@ -362,7 +501,7 @@ def _run_load(servers: list[Server], protocol: str, concurrency: int, per_reques
          "--slice", str(slice_s)],
         capture_output=True, text=True, cwd=REPO, timeout=len(servers) * (seconds + 1) * 4 + 120, check=True,
     )
-    return list(json.loads(out.stdout.strip().splitlines()[-1]))
+    return [result | {"loadgen": label} for result in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
 def _shipper_command(port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
@@ -406,7 +545,6 @@ def mirror_cost(sink_port: int, per_send: int, count: int = 20_000, rounds: int 
     """CPU µs per copied request of the whole mirror path (submit, encode, POST to the stand-in shadow), measured in
     this process with the predictor's defaults, sending every ``per_send`` copies (the copies one flush interval
     gathers at the server's fastest rate); the median of ``rounds``."""
-    import statistics
 
     from prometheus_client import CollectorRegistry
 
@@ -444,7 +582,6 @@ def emitter_cost(count: int = 20_000, rounds: int = 5) -> float:
     Steadier than comparing two servers' req/s on a shared machine: it is the time the predictor's core spends per
     event, to be set against its time per request.
     """
-    import statistics
     import tempfile
 
     from prometheus_client import CollectorRegistry
@@ -484,28 +621,43 @@ def emitter_cost(count: int = 20_000, rounds: int = 5) -> float:
         return statistics.median(one(Path(tmp) / str(r)) for r in range(rounds))
 
 
-def _model_dir(rows: int) -> Path:
-    """A model directory fitted with the default training settings on ``rows`` training rows (cached)."""
-    path = CACHE / f"model-{rows}"
-    if (path / "MLmodel").is_file():
-        return path
-    from model.artifacts import save_model_dir
-    from model.data import split
-    from model.settings import DataSettings, ModelSettings
-    from model.train import build_pipeline
+def _model_dir(rows: int | None) -> tuple[Path, str]:
+    """The production model as a model directory, and how the report names it: ``model.train.fit`` (what ``train``
+    fits: negation counterfactuals, sample weights) with the default settings on the whole training split, or on
+    its first ``rows`` rows. Fitted once and cached, keyed by the settings."""
+    import hashlib
 
-    train = split(DataSettings()).train.head(rows)
-    pipeline = build_pipeline(ModelSettings())
-    pipeline.fit(train["text"].tolist(), train["label"].to_numpy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_model_dir(path, pipeline, {"registered_version": f"bench-{rows}"}, None)
+    from model.settings import DataSettings, ModelSettings
+
+    settings, data_settings = ModelSettings(), DataSettings()
+    key = hashlib.sha256(repr((settings, data_settings)).encode()).hexdigest()[:12]
+    path = CACHE / f"model-{'full' if rows is None else rows}-{key}"
+    about = path.with_name(path.name + ".json")
+    if not ((path / "MLmodel").is_file() and about.is_file()):
+        from model.artifacts import save_model_dir
+        from model.data import split
+        from model.train import fit
+
+        train = split(data_settings).train
+        if rows is not None:
+            train = train.head(rows)
+        print(f"fitting the benchmark model on {len(train)} training rows (cached in {path})", file=sys.stderr)
+        pipeline = fit(settings, train)
+        shutil.rmtree(path, ignore_errors=True)  # an interrupted earlier save
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model_dir(path, pipeline, {"registered_version": f"bench-{path.name}"}, None)
+        about.write_text(json.dumps({"train_rows": len(train)}))
+    n = json.loads(about.read_text())["train_rows"]
+    what = "the whole training split" if rows is None else "its first rows"
+    return path, f"the production model (model.train.fit, default settings) on {what} ({n} rows)"
 
 
 PROTOCOLS = ("v1", "v2", "grpc")
 PROTOCOL_NAMES = {"v1": "V1 REST", "v2": "V2 REST", "grpc": "V2 gRPC"}
 
 
-def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) -> dict[str, Any]:
+def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path,
+              loadgens: dict[str, LoadGen]) -> dict[str, Any]:
     """Start the four servers (idle ones use no CPU), then run every cell with its servers taking turns in slices
     of ``slice_s`` seconds until each has had ``seconds``: a neighbour's passing load hurts them alike."""
     import tempfile
@@ -537,12 +689,14 @@ def benchmark(model_dir: Path, seconds: float, slice_s: float, log_dir: Path) ->
         for name, (command, env) in commands.items():
             servers[name] = _start(name, command, env, log_dir)
         for protocol, concurrency, per_request, names in cells:
-            measured = _run_load([servers[n] for n in names], protocol, concurrency, per_request, seconds, slice_s)
+            measured = _run_load([servers[n] for n in names], protocol, concurrency, per_request, seconds, slice_s,
+                                 loadgens[protocol])
             for name, result in zip(names, measured, strict=True):
                 results[(name, protocol, concurrency, per_request)] = result
                 print(f"{name:12s} {PROTOCOL_NAMES[protocol]:8s} c={concurrency:<3d} x{per_request:<3d} "
                       f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-                      f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}", file=sys.stderr)
+                      f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}  "
+                      f"{result['loadgen']} CPU {_cpu(result)}", file=sys.stderr)
         rss = {name: server.peak_rss_mb() for name, server in servers.items()}
         event_us = emitter_cost()
         from serving.settings import ServeSettings
@@ -582,21 +736,48 @@ def _tail(cell: dict[str, Any]) -> str:
     return f"{cell['p99_ms'] / cell['p50_ms']:.2f} ({cell['p99_over_p50_typical_turn']:.2f})"
 
 
+def _cpu(cell: dict[str, Any]) -> str:
+    """The load generator's CPU over its measured time, as a share of its one core."""
+    cpu = cell.get("client_cpu")
+    return "-" if cpu is None else f"{cpu:.0%}"
+
+
+SATURATED = 0.9  # a load generator above this share of its core may be what a cell measures
+
+
+def render_startup(startup: dict[str, Any]) -> list[str]:
+    """The start-up table: seconds from process start to ``/v2/health/ready`` 200 and resident MB at that moment."""
+    starts: dict[str, list[tuple[float, float]]] = startup["starts"]
+    rounds = min(len(v) for v in starts.values())
+    lines = [f"Start-up from a local model directory (process start to `/v2/health/ready` 200; {rounds} starts of "
+             "each, in turns, server pinned to its core, the machine otherwise idle):", "",
+             "| server | ready after, s: median (min-max) | resident at ready, MB: median (min-max) |",
+             "|---|---|---|"]
+    for name, runs in starts.items():
+        seconds, mb = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+        lines.append(f"| {name} | {statistics.median(seconds):.2f} ({seconds[0]:.2f}-{seconds[-1]:.2f}) "
+                     f"| {statistics.median(mb):.0f} ({mb[0]:.0f}-{mb[-1]:.0f}) |")
+    if startup["aot_missing"]:
+        lines += ["", f"No ahead-of-time row: {startup['aot_missing']} (python -m serving.aot builds it)."]
+    return lines
+
+
 def render(results: dict[str, Any], meta: dict[str, str]) -> str:
     """The markdown report: machine, the single-text table, the 64-text table, event cost, RSS."""
     lines = [
-        f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generator and "
+        f"Run {meta['date']} on {meta['machine']}; server pinned to core {SERVER_CORE}, load generators and "
         f"monitoring sidecar on core {LOAD_CORE}; each cell's servers take turns in {meta['slice']} s slices until "
-        f"each has had {meta['duration']} s (after a 1 s warm-up each; the first {SETTLE_S:g} s of every turn is "
-        f"load but not measured); model: {meta['model']}.",
+        f"each has had {meta['duration']} s (after a {WARMUP_S:g} s warm-up each; the first {SETTLE_S:g} s of "
+        f"every turn is load but not measured); model: {meta['model']}.",
+        f"Load generators: {meta['loadgens']}. Kernels of ours: {meta.get('kernels', 'auto')}.",
         f"Load average when the run started: {meta['load']}.",
         "",
         "Single-text requests (closed loop, client-side latency):",
         "",
         "| protocol | c | no-op req/s | baseline req/s | ours req/s | ours / no-op | ours / baseline "
         "| ours p50 / p99 ms | ours p99/p50 (typical turn) | no-op p50 / p99 ms | no-op p99/p50 (typical turn) "
-        "| baseline p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| baseline p50 / p99 ms | load generator | its CPU: no-op / baseline / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for protocol in PROTOCOLS:
         for c in (8, 32):
@@ -606,19 +787,25 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
             lines.append(
                 f"| {PROTOCOL_NAMES[protocol]} | {c} | {noop['rps']:.0f} | {base['rps']:.0f} | {ours['rps']:.0f} "
                 f"| {ours['rps'] / noop['rps']:.0%} | {ours['rps'] / base['rps']:.2f}x | {_latency(ours)} "
-                f"| {_tail(ours)} | {_latency(noop)} | {_tail(noop)} | {_latency(base)} |"
+                f"| {_tail(ours)} | {_latency(noop)} | {_tail(noop)} | {_latency(base)} | {ours['loadgen']} "
+                f"| {_cpu(noop)} / {_cpu(base)} / {_cpu(ours)} |"
             )
-    lines += ["", f"p99/p50 over the whole run, and (in brackets) in a typical turn: the median over the server's "
-              f"{meta['slice']} s turns of each turn's p99/p50 (the machine's speed shifts between turns)."]
+    lines += ["", f"p50 and p99 over every measured request of the server in the cell (all its turns' latencies "
+              f"merged); p99/p50 over the whole run, and (in brackets) in a typical turn: the median over the "
+              f"server's {meta['slice']} s turns of each turn's p99/p50 (the machine's speed shifts between turns). "
+              f"The load generator's CPU is its user + system time over its measured time (100 % = its core "
+              f"saturated, when the cell measures the generator rather than the server; in the +events and +mirror "
+              f"cells the sidecar and the stand-in shadow share that core)."]
     lines += ["", "64 texts per request, c=8:", "",
-              "| protocol | baseline texts/s | ours texts/s | ours / baseline | ours p50 / p99 ms |",
-              "|---|---|---|---|---|"]
+              "| protocol | baseline texts/s | ours texts/s | ours / baseline | ours p50 / p99 ms | load generator "
+              "| its CPU: baseline / ours |",
+              "|---|---|---|---|---|---|---|"]
     for protocol in PROTOCOLS:
         base, ours = _cell(results, "baseline", protocol, 8, 64), _cell(results, "ours", protocol, 8, 64)
         if base and ours:
             lines.append(f"| {PROTOCOL_NAMES[protocol]} | {base['texts_per_s']:.0f} | {ours['texts_per_s']:.0f} "
                          f"| {ours['texts_per_s'] / base['texts_per_s']:.2f}x "
-                         f"| {_latency(ours)} |")
+                         f"| {_latency(ours)} | {ours['loadgen']} | {_cpu(base)} / {_cpu(ours)} |")
     lines += ["", "Prediction events on (journal read by the sidecar on the load core), single text, c=32:", "",
               "| protocol | ours req/s | ours+events req/s | cost |", "|---|---|---|---|"]
     for protocol in PROTOCOLS:
@@ -648,10 +835,16 @@ def render(results: dict[str, Any], meta: dict[str, str]) -> str:
               f"{results['mirror_copies_per_send']} copies per POST: one flush interval at the fastest rate): "
               f"{mirror_us:.1f} µs, i.e. {mirror_us * fastest / 1e6:.1%} of ours' time per single-text request at "
               f"its fastest ({fastest:.0f} req/s)."]
+    if "startup" in results:
+        lines += ["", *render_startup(results["startup"])]
     lines += ["", "Peak RSS of each server process (MB): "
               + ", ".join(f"{k} {v:.0f}" for k, v in results["rss"].items()) + ".", ""]
     errors = sum(c["errors"] for c in results["cells"])
     lines.append(f"Non-200 answers during the run: {errors}.")
+    saturated = [f"{c['server']} {PROTOCOL_NAMES[c['protocol']]} c={c['c']} x{c['per_request']} ({_cpu(c)})"
+                 for c in results["cells"] if (c.get("client_cpu") or 0.0) >= SATURATED]
+    lines.append(f"Load generator at {SATURATED:.0%} of its core or more (the cell measures it, not the server): "
+                 + (", ".join(saturated) if saturated else "none") + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -663,8 +856,16 @@ def main(argv: list[str] | None = None) -> int:
     for p in (parser, run_p):
         p.add_argument("--duration", type=float, default=6.0, help="seconds measured per server and cell")
         p.add_argument("--slice", type=float, default=0.5, help="seconds per turn of a server within a cell")
-        p.add_argument("--model_dir", type=Path, default=None, help="model directory (default: fit one, cached)")
-        p.add_argument("--train_rows", type=int, default=8000, help="training rows of the fitted model")
+        p.add_argument("--model_dir", type=Path, default=None,
+                       help="model directory (default: the production model, fitted once and cached)")
+        p.add_argument("--train_rows", type=int, default=None,
+                       help="fit the model on only this many training rows (default: the whole training split)")
+        p.add_argument("--loadgen", choices=("auto", "native", "python"), default="auto",
+                       help="auto: wrk and ghz, the Python client where one is missing; native: refuse to fall back; "
+                            "python: the Python client throughout")
+        p.add_argument("--no_aot_build", dest="aot_build", action="store_false",
+                       help="do not build the ahead-of-time kernels (python -m serving.aot) when they are missing: "
+                            "ours then compiles them with numba, and the start-up table has no ahead-of-time row")
         p.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
     serve_p = sub.add_parser("serve")
     serve_p.add_argument("--kind", choices=("noop", "baseline"), required=True)
@@ -694,7 +895,17 @@ def main(argv: list[str] | None = None) -> int:
                               slice_s=args.slice)))
         return 0
     started = time.monotonic()
-    model_dir = args.model_dir or _model_dir(args.train_rows)
+    loadgens, missing = choose_loadgens(args.loadgen)
+    if missing and args.loadgen == "native":
+        print(f"--loadgen native: missing {'; '.join(missing)}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    for what in missing:
+        print(f"WARNING: no {what}; its cells fall back to the Python client, which saturates its core before "
+              "the servers do", file=sys.stderr)
+    if args.model_dir:
+        model_dir, model_name = args.model_dir, f"the model directory {args.model_dir}"
+    else:
+        model_dir, model_name = _model_dir(args.train_rows)
     _texts()
     log_dir = CACHE / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -705,17 +916,40 @@ def main(argv: list[str] | None = None) -> int:
                    f"Python {platform.python_version()}",
         "duration": f"{args.duration:g}",
         "slice": f"{args.slice:g}",
-        "model": "default training settings" + (f" fitted on {args.train_rows} rows" if not args.model_dir else
-                                                f" ({args.model_dir})"),
+        "model": model_name,
+        "loadgens": "; ".join(f"{PROTOCOL_NAMES[p]}: {loadgens[p].label}" for p in PROTOCOLS),
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
-    results = benchmark(model_dir, args.duration, args.slice, log_dir)
+    kernels = _kernels_for_ours(args.aot_build)
+    meta["kernels"] = kernels
+    start_ups = startup(model_dir, log_dir)
+    results = benchmark(model_dir, args.duration, args.slice, log_dir, loadgens) | {"startup": start_ups}
     report = render(results, meta)
     print(report)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.markdown:
         args.markdown.write_text(report)
     return 0
+
+
+def _kernels_for_ours(build: bool) -> str:
+    """Which kernels ``ours`` runs in the throughput cells (``auto``: the ahead-of-time build the image carries when
+    it matches the source); with ``build``, ``python -m serving.aot`` first builds it when missing or stale (into
+    the installed ``serving`` package, as the image does; ~30 s)."""
+    why_not = _aot_missing()
+    if why_not and build:
+        print(f"building the kernels ahead of time ({why_not}): python -m serving.aot", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "serving.aot"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        why_not = _aot_missing()
+    return f"numba ({why_not})" if why_not else "ahead of time (serving._kernels_aot)"
+
+
+def _aot_missing() -> str:
+    """Why a new predictor process would not use the ahead-of-time kernels ("" when it would). Asked in a new
+    process: this one may hold an earlier build in memory."""
+    probe = "from serving.kernels import ahead_of_time; print(ahead_of_time()[1])"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def _cpu_name() -> str:

@@ -9,7 +9,8 @@
 # Aliases: kwokctl -> kwok; kube-apiserver, kube-controller-manager, kube-scheduler -> controlplane.
 # Real-node tools (tests/cluster/realpods, cluster-up.sh --real; built only when named, or all with --real-node):
 #   node (kubelet, kube-proxy), coredns, kserve-manager, traefik.
-# Benchmark tools (built only when named; no test needs them): ghz, the gRPC load generator of bench/serve_bench.py.
+# Benchmark tools (built only when named; scripts/test.sh builds it for its test): ghz, the gRPC load generator of
+# bench/serve_bench.py.
 # Versions come from k8s/versions.env. Binaries land in
 #   ${KS_TOOLS_DIR:-$HOME/.cache/kube-sentiment/tools}/<tool>-<version>/<binary>
 # with stable symlinks in ${KS_TOOLS_DIR}/bin/. A version that is already built is skipped.

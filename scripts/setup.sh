@@ -14,4 +14,6 @@ if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version | cut -d' ' -f2)" != "$
   export PATH="${HOME}/.local/bin:${PATH}"
 fi
 # Python >= 3.11 must be on the machine; uv never downloads an interpreter here (pyproject: python-downloads).
-uv sync --frozen "${extras[@]}" >&2
+# Bytecode compiled once here, as in the image (UV_COMPILE_BYTECODE): with PYTHONDONTWRITEBYTECODE set (as on CI
+# machines) every process would otherwise compile each module it imports on every start (~10 s for the predictor).
+uv sync --frozen --compile-bytecode "${extras[@]}" >&2

@@ -61,5 +61,17 @@ MSG
   fi
 fi
 
+# The benchmark's native load generators, driven for one short turn each by tests/bench/test_loadgen_tools.py: wrk
+# (Debian) and ghz (built from its Go module like the other tools). Where they cannot be had, those tests are
+# skipped and say how to get them; the benchmark itself falls back to its Python client.
+if ! command -v wrk >/dev/null 2>&1 && [[ ${EUID} -eq 0 ]] && grep -qs '^ID=debian' /etc/os-release; then
+  echo "[test] installing Debian's wrk for the benchmark's load generator test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; } >&2 ||
+    echo "[test] apt-get could not install wrk: its test will be skipped (pytest prints why)" >&2
+fi
+if [[ -n "${KS_TOOLS_BIN:-}" ]]; then
+  scripts/build-tools.sh ghz >/dev/null || echo "[test] ghz could not be built: its test will be skipped" >&2
+fi
+
 echo "[test] pytest: unit, integration, cluster" >&2
 exec pytest "$@"

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -584,7 +584,7 @@ def jit_namespace(jit: Callable[[Any], Any]) -> Callable[[str], Any]:
     return rebind
 
 
-def _ahead_of_time() -> tuple[Any, str]:
+def ahead_of_time() -> tuple[Any, str]:
     """The ahead-of-time build of the kernels (``serving._kernels_aot``) if present and built from this source, else
     ``None`` and why not."""
     import importlib
@@ -598,14 +598,34 @@ def _ahead_of_time() -> tuple[Any, str]:
     return module, ""
 
 
+KernelsMode = Literal["auto", "aot", "jit"]
+_chosen: list[KernelsMode] = ["auto"]  # this process's choice (:func:`choose`)
+
+
+class KernelsUnavailable(RuntimeError):
+    """``aot`` was chosen and there is no usable ahead-of-time build; the message says why."""
+
+
+def choose(mode: KernelsMode) -> None:
+    """Which kernels :func:`compiled` gives in this process from now on: ``auto`` (the ahead-of-time build when it
+    matches this source, else numba), ``aot`` (that build or :class:`KernelsUnavailable`: a pod that must not
+    compile at start-up fails instead of paying for it) or ``jit`` (numba even where the build exists)."""
+    if _chosen[0] != mode:
+        _chosen[0] = mode
+        compiled.cache_clear()
+
+
 @cache
 def compiled() -> SimpleNamespace:
     """The kernels: the ahead-of-time build when it matches this source (no numba in the process, nothing to
-    compile), else compiled with numba (once per process; cached on disk where numba can write its cache). ``kind``
-    says which (``aot`` or ``jit``)."""
-    aot, reason = _ahead_of_time()
+    compile), else compiled with numba (once per process; cached on disk where numba can write its cache), as
+    :func:`choose` decided. ``kind`` says which (``aot`` or ``jit``)."""
+    mode = _chosen[0]
+    aot, reason = (None, "kernels=jit") if mode == "jit" else ahead_of_time()
     if aot is not None:
         return SimpleNamespace(kind="aot", build_table=aot.build_table, probabilities=aot.probabilities)
+    if mode == "aot":
+        raise KernelsUnavailable(f"kernels=aot, but {reason}; build it with python -m serving.aot")
     log.info("compiling the kernels with numba: %s", reason)
     import numba
 

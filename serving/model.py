@@ -22,6 +22,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import CollectorRegistry
 
+from serving import kernels
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import BadInput, ModelLoadError, NotReady, UnknownVersion, status_of
@@ -115,6 +116,12 @@ class SentimentModel(Model):
         started = time.perf_counter()
         loaded = load_artefact(s)
         bundle = loaded.bundle
+        kernels.choose(s.kernels)
+        if s.fast_path and s.kernels == "aot":
+            try:
+                kernels.compiled()
+            except kernels.KernelsUnavailable as e:
+                raise ModelLoadError(str(e)) from e
         proba, reason = build_proba_fn(bundle.pipeline, allow_fast=s.fast_path)
         warm = list(WARMUP_TEXTS)
         try:
@@ -133,6 +140,8 @@ class SentimentModel(Model):
             proba = build_proba_fn(bundle.pipeline, allow_fast=False)[0]
         if reason:
             log.info("inference path: sklearn (%s)", reason)
+        else:
+            log.info("inference path: fast, kernels %s", kernels.compiled().kind)
         self.loaded = loaded
         self.version = loaded.version
         self.classes = bundle.classes

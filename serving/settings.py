@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from model.process import ProcessSettings
+from serving.kernels import KernelsMode
 
 
 class ServeSettings(ProcessSettings):
@@ -74,6 +75,11 @@ class ServeSettings(ProcessSettings):
     default."""
     fast_path: bool = True
     """Compute probabilities from the fitted parameters when that is exact for the model (else sklearn)."""
+    kernels: KernelsMode = "auto"
+    """The fast path's compiled kernels: ``auto`` uses the ahead-of-time build the image carries
+    (``serving._kernels_aot``, built by ``python -m serving.aot``) when it matches this version, else compiles them
+    with numba at start-up (seconds, and numba and LLVM stay resident); ``aot`` refuses to start without that build
+    (exit 66), so an image that lost it cannot quietly start slower and larger; ``jit`` always compiles."""
     tracking_uri: str | None = Field(
         None, validation_alias=AliasChoices("KS_SERVE_TRACKING_URI", "MLFLOW_TRACKING_URI")
     )

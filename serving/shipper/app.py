@@ -77,7 +77,7 @@ class Shipper:
         joined: set[str] = set()
         positions: dict[str, int] = {}
         for segment in segments:
-            lines = segment.path.read_bytes().splitlines()
+            lines = segment.lines()
             segment_halves, segment_joined = spooled_halves(lines)
             halves.extend(segment_halves)
             joined.update(segment_joined)
@@ -90,6 +90,7 @@ class Shipper:
                              self.settings.journal_poll_interval_s, on_sealed=self.flusher.wake)
         tailer = self.tailer
         self.spool.carry_forward = lambda: [*self.joiner.pending_lines(), *tailer.position_lines()]
+        self.spool.carry()
         if segments:
             log.info("recovered %d spooled segment(s) (%d records) to ship; resuming %d journal file(s)",
                      len(segments), self.spool.pending_records, len(positions))

@@ -34,7 +34,7 @@ class Flusher:
 
     def ship_segment(self, segment: Segment) -> int:
         """Write every object of ``segment`` to the sink, then delete it; return the events written."""
-        lines = segment.path.read_bytes().splitlines()
+        lines = segment.lines()
         objects, duplicates = segment_objects(segment.id, lines)
         for key, data, _ in objects:
             self.sink.put(key, data)

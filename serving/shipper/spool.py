@@ -6,9 +6,16 @@ Layout of ``spool_dir``::
     <segment-id>.ready   sealed segments waiting to be shipped, oldest first by name
 
 A segment id is ``<unix-ns, 19 digits>-<shipper id>-<random hex>``: it sorts by creation time and is unique
-across restarts and shippers, so the sink object names derived from it never collide. After ``kill -9`` the
-``.open`` segment may end in a torn line that was never acknowledged; :meth:`Spool.recover` cuts it off and
-seals the segment. A segment is deleted only after every object made from it is in the sink.
+across restarts and shippers, so the sink object names derived from it never collide. A segment is deleted only
+after every object made from it is in the sink.
+
+Each append is one group: a header line ``{"_g": n}`` followed by ``n`` bytes of whole lines, written with one
+``write()``. ``kill -9`` can stop a large ``write()`` part way (Linux checks for a fatal signal between pages), so
+the ``.open`` segment may end in a partial group: some of its lines complete, the rest and the group's last line
+missing. Those lines were never acknowledged, and a group must count all or nothing (the tailer's position line
+closes its group: keeping the lines without it would spool them again after the restart), so
+:meth:`Spool.recover` cuts the partial group off whole and seals the segment. Readers get the lines without the
+headers from :meth:`Segment.lines`.
 """
 
 from __future__ import annotations
@@ -26,6 +33,34 @@ from serving.eventlog.parquet import safe_partition_value
 
 log = logging.getLogger(__name__)
 OPEN, READY = ".open", ".ready"
+GROUP_PREFIX = b'{"_g":'
+
+
+def _header(size: int) -> bytes:
+    """The line that starts a group of ``size`` bytes."""
+    return b'{"_g":%d}\n' % size
+
+
+def whole_groups(data: bytes) -> int:
+    """How many leading bytes of a segment's ``data`` are whole groups (and lines written before groups existed);
+    the rest is an append that ``kill -9`` cut short."""
+    pos, end = 0, len(data)
+    while pos < end:
+        newline = data.find(b"\n", pos)
+        if newline < 0:
+            return pos  # a torn header or line
+        if data.startswith(GROUP_PREFIX, pos):
+            try:
+                size = int(data[pos + len(GROUP_PREFIX) : newline].rstrip(b"}"))
+            except ValueError:
+                return pos
+            stop = newline + 1 + size
+            if size <= 0 or stop > end or data[stop - 1 : stop] != b"\n":
+                return pos
+            pos = stop
+        else:
+            pos = newline + 1  # an unframed line (a spool written by an older shipper)
+    return pos
 
 
 class SpoolFull(Exception):
@@ -41,6 +76,10 @@ class Segment:
     @property
     def id(self) -> str:
         return self.path.name.removesuffix(READY)
+
+    def lines(self) -> list[bytes]:
+        """The segment's lines, without the group headers."""
+        return [line for line in self.path.read_bytes().splitlines() if not line.startswith(GROUP_PREFIX)]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -95,13 +134,14 @@ class Spool:
         return self._sealed_records + self._open_records
 
     def recover(self) -> list[Segment]:
-        """Seal what a previous process left open (cutting a torn last line) and return the sealed segments."""
+        """Seal what a previous process left open (cutting an append it did not finish) and return the sealed
+        segments."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for path in sorted(self.directory.glob(f"*{OPEN}")):
             data = path.read_bytes()
-            cut = data.rfind(b"\n") + 1
+            cut = whole_groups(data)
             if cut != len(data):
-                log.warning("cutting a torn last line off %s (%d bytes never acknowledged)", path.name,
+                log.warning("cutting an unfinished append off %s (%d bytes, never acknowledged)", path.name,
                             len(data) - cut)
                 with path.open("r+b") as fh:
                     fh.truncate(cut)
@@ -116,7 +156,7 @@ class Spool:
         _fsync_dir(self.directory)
         segments = self.ready_segments()
         self._sealed_bytes = sum(s.path.stat().st_size for s in segments)
-        self._sealed_records = sum(s.path.read_bytes().count(b"\n") for s in segments)
+        self._sealed_records = sum(len(s.lines()) for s in segments)
         return segments
 
     def ready_segments(self) -> list[Segment]:
@@ -134,10 +174,12 @@ class Spool:
         self._open_since = time.monotonic()
 
     def _write(self, payload: bytes, n: int) -> None:
-        """Append ``payload`` (``n`` records) to the open segment, without fsync (spool lock held)."""
+        """Append ``payload`` (``n`` whole lines) to the open segment as one group, without fsync (spool lock
+        held)."""
         if self._fd is None:
             self._new_segment()
         assert self._fd is not None
+        payload = _header(len(payload)) + payload
         view = memoryview(payload)
         while view:
             written = os.write(self._fd, view)
@@ -200,12 +242,24 @@ class Spool:
         self._sealed_records += self._open_records
         self.seals += 1
         self._open_path, self._open_size, self._open_records = None, 0, 0
+        self._carry_locked()
+
+    def _carry_locked(self) -> None:
+        """Start a new segment with the carried lines, fsync'ed (both locks held)."""
         carried = self.carry_forward()
         if carried:
             self._write(b"\n".join(carried) + b"\n", len(carried))
             assert self._fd is not None
             os.fsync(self._fd)
             self._synced = self._written
+
+    def carry(self) -> None:
+        """Open a segment holding the carried lines now, unless one is open. Called after :meth:`recover` once
+        :attr:`carry_forward` is set: the recovered segments that hold those lines may be shipped and deleted
+        before anything else is appended, and a second crash must still find them."""
+        with self._sync_lock, self._lock:
+            if self._fd is None:
+                self._carry_locked()
 
     def seal(self, only_if_due: bool = False) -> None:
         """Seal the open segment (when ``only_if_due``: only if it is older than ``segment_max_age_s``)."""

@@ -4,12 +4,14 @@
 Each round reads the new complete lines of every file, turns them into spool lines the way ``POST /v1/events`` does
 (:func:`~serving.shipper.wire.parse_ndjson`: request records expanded into events, broken lines quarantined), ends
 them with a journal position line (``{"_j": stem, "_o": end}``) and appends the lot to the spool as one fsync'ed
-write. The reader's position advances under the spool lock right after that write (``Spool.append(on_written=)``),
-and the spool carries the positions of the files still being read into every new segment it opens, so the spool
-always holds how far each file was read: a restarted shipper takes the furthest position per file from the segments
-it recovers (:func:`~serving.shipper.wire.journal_positions`) and resumes there, repeating nothing and skipping
-nothing. A file is deleted only after its last line is fsync'ed in the spool. When the spool is full the tailer
-stops reading (the journal files wait on disk, the predictor's own budget is the next bound) and retries each round.
+append (all or nothing: the spool's recovery cuts an append that ``kill -9`` stopped part way, so no line is kept
+without the position that closes it). The reader's position advances under the spool lock right after that write
+(``Spool.append(on_written=)``), and the spool carries the positions of the files still being read into every new
+segment it opens, the first one after a restart included, so the spool always holds how far each file was read: a
+restarted shipper takes the furthest position per file from the segments it recovers
+(:func:`~serving.shipper.wire.journal_positions`) and resumes there, repeating nothing and skipping nothing. A file
+is deleted only after its last line is fsync'ed in the spool. When the spool is full the tailer stops reading (the
+journal files wait on disk, the predictor's own budget is the next bound) and retries each round.
 """
 
 from __future__ import annotations

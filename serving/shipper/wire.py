@@ -16,7 +16,8 @@ A spool line is one JSON object, of five kinds:
   journal file and is carried into every new segment while the file exists, so a restarted shipper resumes each
   file where its spool says, neither losing nor repeating a line (:mod:`serving.shipper.tailer`).
 
-Events never use the reserved keys, so the kind of a line is known from its first key.
+Events never use the reserved keys, so the kind of a line is known from its first key. (On disk the spool also
+frames each append with a header line, ``{"_g": size}``; :meth:`serving.shipper.spool.Segment.lines` drops them.)
 """
 
 from __future__ import annotations

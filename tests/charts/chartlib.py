@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from tests.support import tools_bin
+
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = REPO / "helm"
 BUILD_TOOLS = REPO / "scripts" / "build-tools.sh"
@@ -52,16 +54,6 @@ def versions() -> dict[str, str]:
             key, value = line.split("=", 1)
             out[key] = value
     return out
-
-
-def tools_dir() -> Path:
-    """Cache directory of scripts/build-tools.sh (KS_TOOLS_DIR, default ~/.cache/kube-sentiment/tools)."""
-    return Path(os.environ.get("KS_TOOLS_DIR") or Path.home() / ".cache" / "kube-sentiment" / "tools")
-
-
-def tools_bin() -> Path:
-    """Directory of the built tools: KS_TOOLS_BIN (exported by scripts/test.sh) or <tools dir>/bin."""
-    return Path(os.environ.get("KS_TOOLS_BIN") or tools_dir() / "bin")
 
 
 def tool(name: str) -> Path:

@@ -14,6 +14,8 @@ from pathlib import Path
 import chartlib
 import pytest
 
+from tests.support import tools_dir
+
 
 def _skip_loudly(reason: str) -> None:
     print(f"\n*** chart tests: SKIPPED: {reason}", flush=True)
@@ -54,7 +56,7 @@ def schema_dir(kubeconform_bin: Path) -> Path:
     module's source and the CRD files.
     """
     try:
-        target = chartlib.tools_dir() / "schemas" / _schema_cache_key()
+        target = tools_dir() / "schemas" / _schema_cache_key()
     except chartlib.ToolMissing as e:
         _skip_loudly(str(e))
     if (target / "v1" / "v1" / "pod.json").exists():

@@ -40,8 +40,12 @@ def test_dockerfile_shape() -> None:
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
     # Dependencies from the lock before the source, for layer caching.
     assert text.index("uv sync --frozen --no-dev --no-install-project") < text.index("COPY model/")
-    runtime = text.split("AS runtime", 1)[1]
+    builder, runtime = text.split("AS runtime", 1)
     assert "uv " not in runtime and "pip install" not in runtime and "apt-get" not in runtime
+    # The kernels are compiled ahead of time into the installed package (not /src) after the project is installed,
+    # and the build is checked usable; the compilers stay in the builder.
+    assert builder.index("uv sync --frozen --no-dev --no-editable") < builder.index("python -I -m serving.aot")
+    assert "ahead_of_time()[1]" in builder and "g++" in builder and "g++" not in runtime
     user = re.search(r"^USER\s+(\S+)", runtime, re.M).group(1)
     assert user == "${APP_UID}:${APP_GID}" and re.search(r"^ARG APP_UID=\d+$", runtime, re.M)
     assert 'ENTRYPOINT ["kube-sentiment"]' in runtime

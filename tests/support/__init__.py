@@ -1,13 +1,14 @@
 """Helpers shared by every test tier, imported one way: ``from tests.support import free_port, wait_until``.
 
-Modules: this one (ports, readiness waits, processes), ``models`` (small real models fitted on the corpus),
-``events`` (prediction events and a sink written the shipper's way), ``servers`` (real ``mlflow server``,
-``moto_server``, shipper and predictor processes), ``fixtures`` (the pytest fixtures built on
-them, registered for every test by ``tests/conftest.py``).
+Modules: this one (ports, readiness waits, processes, where scripts/build-tools.sh puts the pinned tools),
+``models`` (small real models fitted on the corpus), ``events`` (prediction events and a sink written the shipper's
+way), ``servers`` (real ``mlflow server``, ``moto_server``, shipper and predictor processes), ``fixtures`` (the
+pytest fixtures built on them, registered for every test by ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,6 +23,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
+
+
+def tools_dir() -> Path:
+    """Cache directory of scripts/build-tools.sh (KS_TOOLS_DIR, default ~/.cache/kube-sentiment/tools)."""
+    return Path(os.environ.get("KS_TOOLS_DIR") or Path.home() / ".cache" / "kube-sentiment" / "tools")
+
+
+def tools_bin() -> Path:
+    """Directory of the built tools: KS_TOOLS_BIN (exported by scripts/test.sh) or <tools dir>/bin."""
+    return Path(os.environ.get("KS_TOOLS_BIN") or tools_dir() / "bin")
 
 
 def free_port() -> int:

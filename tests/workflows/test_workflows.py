@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import tools_bin
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.y*ml"))
 OUR_SCRIPTS = ["kind-up.sh", "deploy.sh", "canary.sh", "smoke.sh", "diagnostics.sh"]
@@ -57,10 +59,6 @@ def load(path: Path) -> dict[Any, Any]:
 
 def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
-
-
-def tools_bin() -> Path:
-    return Path(os.environ.get("KS_TOOLS_BIN") or Path.home() / ".cache" / "kube-sentiment" / "tools" / "bin")
 
 
 def tool(name: str) -> Path:
