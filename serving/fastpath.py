@@ -288,7 +288,6 @@ class FastPath:
         block_of = np.empty(n_features, dtype=np.int64)
         for i, b in enumerate(blocks):
             block_of[b.offset : b.offset + b.size] = i
-        self._blocks_of_union = blocks
         self._blocks_param = np.array([b.row() for b in blocks], dtype=np.int64)
         self._extra = [b for b in blocks if b.kind == KIND_EXTRA]
         self._kernel_text = any(b.kind != KIND_EXTRA for b in blocks)

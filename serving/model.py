@@ -9,9 +9,14 @@ sees HTTP: it raises the typed errors of :mod:`serving.errors`, which KServe map
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import gc
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,9 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import CollectorRegistry
+from sklearn.pipeline import Pipeline
 
+from model.artifacts import load_model_dir
 from serving import kernels
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
@@ -29,7 +36,6 @@ from serving.errors import BadInput, ModelLoadError, NotReady, UnknownVersion, s
 from serving.eventlog.journal import JournalWriter
 from serving.explain import Explainer
 from serving.fastpath import ProbaFn, build_proba_fn
-from serving.loader import LoadedModel
 from serving.loader import load as load_artefact
 from serving.metrics import ServingMetrics
 from serving.mirror import Mirror
@@ -65,6 +71,14 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
+def _release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the kernel (glibc's ``malloc_trim``; elsewhere
+    only the collection): what loading freed (the pipeline, the tables' temporaries) stops counting as resident."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class SentimentModel(Model):
     """Sentiment classifier served over V1 REST, V2 REST and V2 gRPC by ``kserve.ModelServer``."""
 
@@ -76,7 +90,10 @@ class SentimentModel(Model):
         self._loading = False
         self.load_error: str | None = None
         self.load_exit_code = int(ModelLoadError.exit_code)
-        self.loaded: LoadedModel | None = None
+        self.source = ""
+        """What was loaded: the pinned registry URI (``models:/name/7``) or the local model directory."""
+        self.model_dir: Path | None = None
+        """The loaded model directory (the explainer reads it again)."""
         self.version = settings.model_version or "unloaded"
         self.classes: tuple[str, ...] = ()
         self.inference_path = "none"
@@ -85,7 +102,9 @@ class SentimentModel(Model):
         self._batcher: MicroBatcher | None = None
         self._emitter: EventEmitter | None = None
         self._mirror: Mirror | None = None
+        self._pipeline: Pipeline | None = None  # kept only while sklearn serves
         self._explainer: Explainer | None = None
+        self._explainer_lock = asyncio.Lock()
         self._classes_arr = np.array([], dtype=object)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -142,9 +161,13 @@ class SentimentModel(Model):
             log.info("inference path: sklearn (%s)", reason)
         else:
             log.info("inference path: fast, kernels %s", kernels.compiled().kind)
-        self.loaded = loaded
+        self.source, self.model_dir = loaded.source, bundle.path
+        # the fast path holds its own tables: the pipeline (mostly its vocabularies: ~40 MB with the production
+        # model) is not kept beside them; the explainer reads the model directory again on its first use
+        self._pipeline = None if proba.kind == "fast" else bundle.pipeline
         self.version = loaded.version
         self.classes = bundle.classes
+        del loaded, bundle  # from here on only the fast path (or the sklearn path) holds the model
         self._classes_arr = np.array(self.classes, dtype=object)
         self.inference_path = proba.kind
         self._proba = proba
@@ -167,11 +190,13 @@ class SentimentModel(Model):
         if s.mirror_url:
             self._mirror = Mirror(s.mirror_url, self.name, s.mirror_percent, self._registry, s.mirror_queue_size,
                                   s.mirror_concurrency, s.mirror_timeout_s, flush_interval_s=s.mirror_flush_interval_s)
+        if self._pipeline is None:
+            _release_freed_memory()
         self.ready = True
         log.info(
             "model %s version %s ready (%s path, classes %s) in %.2fs",
             self.name, self.version, proba.kind, list(self.classes), time.perf_counter() - started,
-            extra={"model_name": self.name, "model_version": self.version, "source": loaded.source},
+            extra={"model_name": self.name, "model_version": self.version, "source": self.source},
         )
 
     def start(self) -> None:
@@ -227,7 +252,7 @@ class SentimentModel(Model):
             if not self.ready or metrics is None or self._batcher is None:
                 raise NotReady(self.name, self.load_error or "the model is not loaded yet")
             if verb is InferenceVerb.EXPLAIN:
-                return self._explain(protocol, body, headers, started), {}
+                return await self._explain(protocol, body, headers, started), {}
             if verb is not InferenceVerb.PREDICT:
                 raise BadInput(f"{verb.name.lower()} is not supported by model {self.name!r}; use predict")
             if is_v2 and body.model_version and body.model_version != self.version:
@@ -280,20 +305,38 @@ class SentimentModel(Model):
         if self._emitter is not None:
             self._emitter.submit(f"{mirror_of}.shadow", protocol, texts, probs, elapsed * 1000.0, mirror_of)
 
-    def _explain(self, protocol: str, body: Any, headers: dict[str, str] | None, started: float) -> dict[str, Any]:
+    async def _explain(
+        self, protocol: str, body: Any, headers: dict[str, str] | None, started: float
+    ) -> dict[str, Any]:
         """V1 ``:explain``: the :predict answer of every text plus, per class, the features that pushed its score
-        (:mod:`serving.explain`); validated like :predict, computed with sklearn, no prediction event."""
+        (:mod:`serving.explain`); validated like :predict, computed with sklearn in a worker thread, no prediction
+        event."""
         if protocol != "v1":
             raise BadInput("explain is a V1 verb: POST /v1/models/<name>:explain {\"instances\": [\"text\", ...]}")
         texts = self._v1_texts(body, headers)
-        if self._explainer is None:
-            self._explainer = Explainer(self.loaded.bundle.pipeline)  # type: ignore[union-attr]
+        explainer = await self._get_explainer()
         probs = np.asarray(self._proba.predict_proba(texts))  # type: ignore[union-attr]
         response = self._v1_response(self._classes_arr[probs.argmax(axis=1)], probs)
-        for prediction, explanation in zip(response["predictions"], self._explainer.explain(texts), strict=True):
+        explanations = await asyncio.to_thread(explainer.explain, texts)
+        for prediction, explanation in zip(response["predictions"], explanations, strict=True):
             prediction["explanation"] = explanation
         self._metrics.success(protocol, time.perf_counter() - started, len(texts))  # type: ignore[union-attr]
         return response
+
+    async def _get_explainer(self) -> Explainer:
+        """The explainer, built on first use (in a worker thread: with the fast path serving, the pipeline is read
+        again from the model directory, which takes about a second with the production model)."""
+        async with self._explainer_lock:
+            if self._explainer is None:
+                self._explainer = await asyncio.to_thread(self._build_explainer)
+        return self._explainer
+
+    def _build_explainer(self) -> Explainer:
+        pipeline = self._pipeline
+        if pipeline is None:
+            assert self.model_dir is not None
+            pipeline = load_model_dir(self.model_dir).pipeline
+        return Explainer(pipeline)
 
     def _check_texts(self, items: list[Any], where: str) -> list[str]:
         """Every item a non-blank string of valid Unicode within the length limit, and not too many; else

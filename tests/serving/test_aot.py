@@ -66,7 +66,9 @@ def test_the_source_digest_covers_the_lexicon_constants(monkeypatch: pytest.Monk
 
 @pytest.fixture
 def chosen_kernels() -> Iterator[None]:
-    """Whatever a test chooses, the process's kernels are ``auto`` again afterwards."""
+    """Whatever a test chooses, the process's kernels are ``auto`` again afterwards; what an earlier test compiled
+    is not reused."""
+    kernels.compiled.cache_clear()
     yield
     kernels.choose("auto")
 

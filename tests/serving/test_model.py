@@ -4,15 +4,20 @@ bad input."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 from kserve import InferInput, InferRequest
 from kserve.errors import InvalidInput, ModelNotReady
+from kserve.model import InferenceVerb
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
+from model.artifacts import load_model_dir
 from serving.errors import NotReady
 from serving.fastpath import FastPath
 from serving.model import SentimentModel
@@ -52,6 +57,42 @@ def test_a_failing_fast_path_falls_back_to_sklearn_at_load(
     assert model.inference_path == "sklearn"
     response, _ = asyncio.run(model({"instances": ["what a great day"]}))
     assert sum(response["predictions"][0]["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_the_fast_path_does_not_keep_the_pipeline_and_explain_reads_it_again(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    pipelines: list[weakref.ref[Pipeline]] = []
+    from serving import model as model_module
+
+    def tracked(path: Path) -> object:
+        bundle = load_model_dir(path)
+        pipelines.append(weakref.ref(bundle.pipeline))
+        return bundle
+
+    monkeypatch.setattr("serving.loader.load_model_dir", tracked)
+    monkeypatch.setattr(model_module, "load_model_dir", tracked)
+    model = make_model(model_dir)
+    assert model.inference_path == "fast"
+    gc.collect()
+    assert pipelines and pipelines[0]() is None, "the pipeline is kept beside the fast path's tables"
+
+    explained, _ = asyncio.run(model({"instances": ["what a great day"]}, verb=InferenceVerb.EXPLAIN))
+    assert len(pipelines) == 2  # read again for the explainer
+    predicted, _ = asyncio.run(model({"instances": ["what a great day"]}))
+    assert explained["predictions"][0]["probabilities"] == predicted["predictions"][0]["probabilities"]
+    assert explained["predictions"][0]["explanation"]
+    asyncio.run(model({"instances": ["a second one"]}, verb=InferenceVerb.EXPLAIN))
+    assert len(pipelines) == 2  # ... once
+
+
+def test_the_sklearn_path_explains_with_the_pipeline_it_serves(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    model = make_model(model_dir, fast_path=False)
+    shutil.rmtree(model_dir)  # nothing is read again
+    explained, _ = asyncio.run(model({"instances": ["what a great day"]}, verb=InferenceVerb.EXPLAIN))
+    assert explained["predictions"][0]["explanation"]
 
 
 def test_concurrent_requests_are_batched_and_answered_correctly(tiny_model_dir: Path,
