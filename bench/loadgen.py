@@ -32,6 +32,7 @@ cell measures the generator, not the server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -45,7 +46,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -270,6 +271,18 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         raise LoadGenError(f"{process.args!r} did not finish within {timeout_s:.0f} s") from None
 
 
+@contextlib.contextmanager
+def _started(command: list[str], **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """The load generator's process, killed if it still runs when the block ends (an error mid-turn)."""
+    process = subprocess.Popen(command, **popen)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _nothing() -> None:
     """No wait."""
 
@@ -305,17 +318,12 @@ class Wrk:
                    f"http://127.0.0.1:{port}{self.path}"]
         with tempfile.TemporaryFile() as out:
             started = time.perf_counter()
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                       env=os.environ | {"KS_WRK_BODIES": str(self.bodies_file)})
-            try:
+            with _started(command, stdout=out, stderr=subprocess.STDOUT,
+                          env=os.environ | {"KS_WRK_BODIES": str(self.bodies_file)}) as process:
                 _sleep_until(started + seconds)
                 cpu, wall = cpu_seconds(process.pid), time.perf_counter() - started
                 process.send_signal(signal.SIGINT)  # wrk's -d counts whole seconds; it stops within 100 ms
                 _stop(process, seconds + 60)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
             out.seek(0)
             return out.read().decode(errors="replace"), cpu, wall
 
@@ -370,17 +378,12 @@ class Ghz:
                    "-O", "json", "-o", str(self.report_file), f"127.0.0.1:{port}"]
         with tempfile.TemporaryFile() as errors:
             started = time.perf_counter()
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
-            try:
+            with _started(command, stdout=subprocess.DEVNULL, stderr=errors) as process:
                 _sleep_until(started + settle_s)
                 cpu0, wall0 = cpu_seconds(process.pid), time.perf_counter()
                 _sleep_until(started + settle_s + seconds)
                 cpu1, wall1 = cpu_seconds(process.pid), time.perf_counter()
                 _stop(process, seconds + 60)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
             errors.seek(0)
             stderr = errors.read().decode(errors="replace")
         cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
