@@ -867,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="do not build the ahead-of-time kernels (python -m serving.aot) when they are missing: "
                             "ours then compiles them with numba, and the start-up table has no ahead-of-time row")
         p.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
+        p.add_argument("--startup_only", action="store_true",
+                       help="measure start-up and resident memory only (a few minutes, no load generator)")
     serve_p = sub.add_parser("serve")
     serve_p.add_argument("--kind", choices=("noop", "baseline"), required=True)
     serve_p.add_argument("--model_dir", type=Path, required=True)
@@ -895,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
                               slice_s=args.slice)))
         return 0
     started = time.monotonic()
-    loadgens, missing = choose_loadgens(args.loadgen)
+    loadgens, missing = choose_loadgens("python" if args.startup_only else args.loadgen)
     if missing and args.loadgen == "native":
         print(f"--loadgen native: missing {'; '.join(missing)}", file=sys.stderr)
         return ExitCode.UNAVAILABLE
@@ -923,8 +925,13 @@ def main(argv: list[str] | None = None) -> int:
     kernels = _kernels_for_ours(args.aot_build)
     meta["kernels"] = kernels
     start_ups = startup(model_dir, log_dir)
-    results = benchmark(model_dir, args.duration, args.slice, log_dir, loadgens) | {"startup": start_ups}
-    report = render(results, meta)
+    if args.startup_only:
+        report = "\n".join([f"Run {meta['date']} on {meta['machine']}; model: {meta['model']}; kernels of ours: "
+                            f"{kernels}. Load average when the run started: {meta['load']}.", "",
+                            *render_startup(start_ups), ""])
+    else:
+        results = benchmark(model_dir, args.duration, args.slice, log_dir, loadgens) | {"startup": start_ups}
+        report = render(results, meta)
     print(report)
     print(f"(benchmark took {time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.markdown:
