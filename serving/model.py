@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import logging
 import os
 import time
@@ -71,10 +70,9 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's free pages back to the kernel (glibc's ``malloc_trim``; elsewhere
-    only the collection): what loading freed (the pipeline, the tables' temporaries) stops counting as resident."""
-    gc.collect()
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc's ``malloc_trim``; a no-op elsewhere): what loading
+    freed (the pipeline, the tables' temporaries) stops counting as resident."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -191,7 +189,7 @@ class SentimentModel(Model):
             self._mirror = Mirror(s.mirror_url, self.name, s.mirror_percent, self._registry, s.mirror_queue_size,
                                   s.mirror_concurrency, s.mirror_timeout_s, flush_interval_s=s.mirror_flush_interval_s)
         if self._pipeline is None:
-            _release_freed_memory()
+            _trim_heap()  # the pipeline has no reference cycles: it was freed when the last name went
         self.ready = True
         log.info(
             "model %s version %s ready (%s path, classes %s) in %.2fs",
