@@ -288,6 +288,9 @@ class FastPath:
         block_of = np.empty(n_features, dtype=np.int64)
         for i, b in enumerate(blocks):
             block_of[b.offset : b.offset + b.size] = i
+        self.block_kinds = tuple(b.kind for b in blocks)
+        """Which extraction serves each vectorizer of the union, in order (the blocks themselves are not kept:
+        they hold the vocabularies)."""
         self._blocks_param = np.array([b.row() for b in blocks], dtype=np.int64)
         self._extra = [b for b in blocks if b.kind == KIND_EXTRA]
         self._kernel_text = any(b.kind != KIND_EXTRA for b in blocks)

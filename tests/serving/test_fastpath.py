@@ -85,7 +85,7 @@ def test_fast_path_equals_sklearn_on_edge_texts_and_a_holdout_sample(tiny_pipeli
 def test_the_default_pipeline_runs_entirely_in_the_kernel(tiny_pipeline: Pipeline) -> None:
     fast, _ = FastPath.from_pipeline(tiny_pipeline)
     assert fast is not None
-    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_CHAR_WB, KIND_LEXICON]  # nothing in Python
+    assert list(fast.block_kinds) == [KIND_WORD, KIND_CHAR_WB, KIND_LEXICON]  # nothing in Python
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -216,7 +216,7 @@ def test_kernel_and_python_blocks_mix_in_one_union(corpus_split: Split) -> None:
     ]), corpus_split)
     fast, _ = FastPath.from_pipeline(pipeline)
     assert fast is not None
-    assert [b.kind for b in fast._blocks_of_union] == [KIND_WORD, KIND_WORD, KIND_EXTRA, KIND_EXTRA, KIND_CHAR_WB]
+    assert list(fast.block_kinds) == [KIND_WORD, KIND_WORD, KIND_EXTRA, KIND_EXTRA, KIND_CHAR_WB]
     assert_equal_to_sklearn(pipeline, corpus_split.holdout["text"].tolist()[:500] + EDGE_TEXTS)
 
 
