@@ -323,7 +323,7 @@ class SentimentModel(Model):
 
     async def _get_explainer(self) -> Explainer:
         """The explainer, built on first use (in a worker thread: with the fast path serving, the pipeline is read
-        again from the model directory, which takes about a second with the production model)."""
+        again from the model directory, 0.2 s with the production model here)."""
         async with self._explainer_lock:
             if self._explainer is None:
                 self._explainer = await asyncio.to_thread(self._build_explainer)
