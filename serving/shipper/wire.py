@@ -32,7 +32,7 @@ from serving.eventlog.events import REQUEST_SCHEMA, expand_request, validate_eve
 
 SOURCE_PREDICTOR = "predictor"
 SOURCE_KSERVE = "kserve-logger"
-RESERVED_KEYS = ("_t", "_s", "_q", "_h", "_j")
+RESERVED_KEYS = ("_t", "_s", "_q", "_h", "_j", "_g")  # "_g": the spool's group headers (serving.shipper.spool)
 MARKER_PREFIX, QUARANTINE_PREFIX, HALF_PREFIX, POSITION_PREFIX = b'{"_t"', b'{"_q"', b'{"_h"', b'{"_j"'
 FEEDBACK_PREFIX = b'{"schema":"' + feedback.SCHEMA.encode() + b'"'
 

@@ -36,3 +36,10 @@ def test_parse_ndjson_expands_the_predictors_request_records() -> None:
     assert [(e["id"], e["label"], e["text"], e["text_length"]) for e in stored] == [
         ("req:0", "positive", None, 4), ("req:1", "negative", None, 5)]
     assert "'text_length' must be an array of 2 integers" in orjson.loads(bad[0])["_q"]
+
+
+def test_an_event_using_a_reserved_key_is_quarantined_not_taken_for_a_spool_line() -> None:
+    event = events(1)[0]
+    for key in ("_j", "_g"):  # a journal position; a spool group header, which readers drop
+        lines, bad, n = parse_ndjson(orjson.dumps({key: 1, **event}) + b"\n", 1.0)
+        assert (n, lines) == (0, []) and "reserved key" in orjson.loads(bad[0])["_q"]
