@@ -332,7 +332,7 @@ class TestServingMode:
         result = json.loads(out.stdout)
         log(f"{step.mode}: {_decisions(result)}")
         assert result["result"] == "promoted", result
-        assert [d["decision"] for d in result["decisions"]] == ["started", *["advance"] * 4, "promoted"], result
+        assert _decided(result) == ["started", *["advance"] * 4, "promoted"], result
         assert [d["step"] for d in result["decisions"] if d["decision"] == "advance"] == [
             "shadow 100%",
             "canary 5%",
@@ -357,11 +357,19 @@ class TestServingMode:
         result = json.loads(out.stdout)
         log(f"{step.mode}: {_decisions(result)}")
         assert result["result"] == "rolled_back" and result["reason"].startswith("shadow 100%: failed: "), result
-        assert [d["decision"] for d in result["decisions"]] == ["started", "rollback", "rolled_back"], result
+        assert _decided(result) == ["started", "rollback", "rolled_back"], result
         assert _history(real)[-1]["description"] == f"Rollback to {before}"
         step.production.only("2")
         tags = step.production.rollout("3", "rolled_back")
         assert tags["step"] == "shadow 100%", tags
+
+
+def _decided(result: dict[str, Any]) -> list[str]:
+    """The rollout's decisions without its holds, after checking that each hold only waited for data: a loaded
+    machine sends fewer requests per analysis window, so a step may hold once; it may never hold on a failed check."""
+    holds = [d for d in result["decisions"] if d["decision"] == "hold"]
+    assert all(d["reason"].startswith("not enough data yet") for d in holds), holds
+    return [d["decision"] for d in result["decisions"] if d["decision"] != "hold"]
 
 
 def _rollout(real: Any, version: str) -> Any:
