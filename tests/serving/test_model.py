@@ -133,3 +133,18 @@ def test_in_process_bad_input_is_invalid_input(tiny_model_dir: Path) -> None:
         with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
             asyncio.run(model(body, headers={"content-type": "application/json; charset=utf-8"}
                               if isinstance(body, bytes) else None))
+
+
+def test_the_grpc_response_is_what_kserves_own_conversion_sends(tiny_model_dir: Path) -> None:
+    """gRPC answers are built straight from the arrays; byte for byte what KServe's ``to_grpc()`` makes of the
+    V2 response (raw contents and their sizes), for one text and for several."""
+    model = make_model(tiny_model_dir)
+    for texts in (["what a great day"], ["good", "bad", "the meeting is at noon", "ünïcode ✓"]):
+        tensor = InferInput(name="text", shape=[len(texts)], datatype="BYTES", data=texts)
+        request = InferRequest(model_name="sentiment", infer_inputs=[tensor], request_id="req-7")
+        request.from_grpc = True
+        direct, _ = asyncio.run(model(request))
+        probs = model._proba.predict_proba(texts)
+        labels = model._classes_arr[probs.argmax(axis=1)]
+        via_kserve = model._v2_response(request, "req-7", labels, probs).to_grpc()
+        assert direct.SerializeToString() == via_kserve.SerializeToString(), (direct, via_kserve)

@@ -112,6 +112,27 @@ def test_grpc_binary_tensors_from_numpy(predictor: Predictor, tiny_pipeline: Pip
     assert labels == [CLASSES[i] for i in probs.argmax(axis=1)]
 
 
+def test_v2_rest_binary_outputs_for_several_texts(predictor: Predictor, tiny_pipeline: Pipeline,
+                                                  corpus_split: Split) -> None:
+    """``binary_data_output``: the JSON header names each output's ``binary_data_size``; the raw tensors follow."""
+    texts = corpus_split.holdout["text"].tolist()[:5]
+    body = {**v2_body(texts), "parameters": {"binary_data_output": True}}
+    r = httpx.post(predictor.http + V2, json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    length = int(r.headers["inference-header-content-length"])
+    header, raw = orjson.loads(r.content[:length]), r.content[length:]
+    sizes = [o["parameters"]["binary_data_size"] for o in header["outputs"]]
+    assert [o["name"] for o in header["outputs"]] == ["label", "probabilities", "id"] and sum(sizes) == len(raw)
+    probs = np.frombuffer(raw[sizes[0] : sizes[0] + sizes[1]], dtype="<f4").reshape(5, 3).astype(np.float64)
+    assert np.abs(probs - tiny_pipeline.predict_proba(texts)).max() <= 1e-6
+    labels, at = [], 0
+    while at < sizes[0]:
+        n = int.from_bytes(raw[at : at + 4], "little")
+        labels.append(raw[at + 4 : at + 4 + n].decode())
+        at += 4 + n
+    assert labels == [CLASSES[i] for i in probs.argmax(axis=1)]
+
+
 def test_v2_rest_accepts_n_by_1_shape_and_charset_content_type(predictor: Predictor) -> None:
     r = httpx.post(predictor.http + V2, json=v2_body([["good"], ["bad"]], shape=[2, 1]), timeout=10)
     assert r.status_code == 200, r.text
