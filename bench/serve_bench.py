@@ -14,7 +14,7 @@ gives their own CPU, so a saturated generator is visible. Where one is missing (
 ``scripts/build-tools.sh ghz``) the cell falls back to the Python client below (an asyncio HTTP/1.1 keep-alive client
 and a ``grpc.aio`` client, which saturates its core first), marked ``python (fallback)`` in the tables;
 ``--loadgen native`` refuses to fall back (exit 69), ``--loadgen python`` uses the Python client throughout.
-A full run takes about 5 minutes (plus the production model's fit on the first run). Servers:
+A full run takes about 10 minutes on a quiet machine (plus the production model's fit on the first run). Servers:
 
 - ``noop``: a ``kserve.Model`` that returns a constant one-text answer without looking at the input (the ceiling).
 - ``baseline``: the standard way: a ``kserve.Model`` whose ``predict`` calls the pipeline's ``predict_proba``.
@@ -54,7 +54,7 @@ import numpy as np
 
 from bench.loadgen import Ghz, Tally, Turn, Wrk, drive, ghz_binary, tool_version, wrk_binary
 from model.errors import ExitCode
-from tests.support import free_port
+from tests.support import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".kube-sentiment" / "bench-serve"
@@ -405,7 +405,8 @@ def startup(model_dir: Path, log_dir: Path, rounds: int = STARTUP_ROUNDS) -> dic
     Ours three ways: numba compiling the kernels with an empty cache (a new pod whose cache volume is empty),
     numba loading them from its disk cache (a restarted container that kept its volume), and the ahead-of-time
     build the image carries (``serving._kernels_aot``; that row says so when it is not built). Every server loads
-    the same model directory; a start from ``models:/`` adds the registry download to these."""
+    the same model directory; one more row starts ours from ``models:/`` (the directory registered in a real
+    ``mlflow server`` on loopback), and the resolve-and-download alone is timed beside it."""
     import tempfile
 
     python = sys.executable
@@ -423,18 +424,63 @@ def startup(model_dir: Path, log_dir: Path, rounds: int = STARTUP_ROUNDS) -> dic
         "ours, numba, disk cache": (ours, lambda: quiet | cached),
     }
     why_not = _aot_missing()
+    kernels = {"KS_SERVE_KERNELS": "aot"} if not why_not else cached
     if not why_not:
-        variants["ours, ahead of time"] = (ours, lambda: quiet | {"KS_SERVE_KERNELS": "aot"})
+        variants["ours, ahead of time"] = (ours, lambda: quiet | kernels)
+    registry, model_uri = _registry(model_dir, scratch / "mlflow")
+    kind = "ahead of time" if not why_not else "numba, disk cache"
+    variants[f"ours, {kind}, from `{model_uri}`"] = (
+        [python, "-m", "serving", "--model-uri", model_uri, "--tracking-uri", registry.uri], lambda: quiet | kernels)
     log_path = log_dir / "startup.log"
     _ready_after(ours, quiet | cached, log_path)  # fills the disk cache (not measured)
     starts: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, (command, env) in variants.items():
-            starts[name].append(_ready_after(command, env(), log_path))
-            seconds, mb = starts[name][-1]
-            print(f"start-up {name:26s} ready after {seconds:5.2f} s, {mb:4.0f} MB resident", file=sys.stderr)
-    shutil.rmtree(scratch, ignore_errors=True)
-    return {"starts": starts, "aot_missing": why_not}
+    downloads: list[float] = []
+    try:
+        for _ in range(rounds):
+            for name, (command, env) in variants.items():
+                starts[name].append(_ready_after(command, env(), log_path))
+                seconds, mb = starts[name][-1]
+                print(f"start-up {name:26s} ready after {seconds:5.2f} s, {mb:4.0f} MB resident", file=sys.stderr)
+            downloads.append(_download_s(registry.uri, model_uri, scratch))
+    finally:
+        stop(registry.process)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"starts": starts, "aot_missing": why_not, "downloads": downloads, "model_uri": model_uri}
+
+
+def _registry(model_dir: Path, root: Path) -> tuple[Any, str]:
+    """A real ``mlflow server`` on loopback (sqlite, local artefacts) with ``model_dir`` registered as a version of
+    the model, as the training Job registers it; the server and the version's ``models:/`` URI."""
+    import mlflow
+
+    from model.registry import MODEL_ARTIFACT_PATH, register
+    from tests.support.servers import start_mlflow_server
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # the report's stderr stays readable
+    server = start_mlflow_server(root)
+    client = mlflow.MlflowClient(server.uri)
+    experiment = client.create_experiment("serve-bench")
+    run = client.create_run(experiment)
+    client.log_artifacts(run.info.run_id, str(model_dir), MODEL_ARTIFACT_PATH)
+    client.set_terminated(run.info.run_id)
+    version = register(client, run.info.run_id, MODEL, {})
+    return server, f"models:/{MODEL}/{version.version}"
+
+
+def _download_s(tracking_uri: str, model_uri: str, scratch: Path) -> float:
+    """Seconds to resolve ``model_uri`` and download the version alone (what a start from the registry adds)."""
+    import tempfile
+
+    import mlflow
+
+    from model.registry import download_version
+
+    name, _, number = model_uri.removeprefix("models:/").partition("/")
+    started = time.perf_counter()
+    version = mlflow.MlflowClient(tracking_uri).get_model_version(name, number)
+    with tempfile.TemporaryDirectory(dir=scratch) as dest:
+        download_version(tracking_uri, version, Path(dest))
+    return time.perf_counter() - started
 
 
 def _stop(server: Server) -> None:
@@ -749,14 +795,19 @@ def render_startup(startup: dict[str, Any]) -> list[str]:
     """The start-up table: seconds from process start to ``/v2/health/ready`` 200 and resident MB at that moment."""
     starts: dict[str, list[tuple[float, float]]] = startup["starts"]
     rounds = min(len(v) for v in starts.values())
-    lines = [f"Start-up from a local model directory (process start to `/v2/health/ready` 200; {rounds} starts of "
-             "each, in turns, server pinned to its core, the machine otherwise idle):", "",
+    lines = [f"Start-up (process start to `/v2/health/ready` 200; {rounds} starts of each, in turns, server pinned "
+             "to its core, the machine otherwise idle). Every server loads the same local model directory, except "
+             f"the `{startup['model_uri']}` row, which resolves and downloads it from a real MLflow server on "
+             "loopback first:", "",
              "| server | ready after, s: median (min-max) | resident at ready, MB: median (min-max) |",
              "|---|---|---|"]
     for name, runs in starts.items():
         seconds, mb = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
         lines.append(f"| {name} | {statistics.median(seconds):.2f} ({seconds[0]:.2f}-{seconds[-1]:.2f}) "
                      f"| {statistics.median(mb):.0f} ({mb[0]:.0f}-{mb[-1]:.0f}) |")
+    downloads = sorted(startup["downloads"])
+    lines += ["", f"Resolving and downloading `{startup['model_uri']}` alone (the MLflow client in the benchmark's "
+              f"process): {statistics.median(downloads):.2f} s median ({downloads[0]:.2f}-{downloads[-1]:.2f})."]
     if startup["aot_missing"]:
         lines += ["", f"No ahead-of-time row: {startup['aot_missing']} (python -m serving.aot builds it)."]
     return lines

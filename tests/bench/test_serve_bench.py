@@ -71,9 +71,12 @@ def test_report_names_the_load_generator_and_its_cpu() -> None:
 def test_startup_table_gives_median_and_range_and_says_why_a_row_is_missing() -> None:
     startup = {"starts": {"baseline": [(1.5, 270.0), (1.1, 268.0), (1.3, 275.0)],
                           "ours, numba, empty cache": [(6.0, 450.0), (5.0, 455.0), (7.0, 452.0)]},
-               "aot_missing": "no ahead-of-time build (No module named 'serving._kernels_aot')"}
+               "aot_missing": "no ahead-of-time build (No module named 'serving._kernels_aot')",
+               "downloads": [0.31, 0.25, 0.4], "model_uri": "models:/sentiment/1"}
     lines = serve_bench.render_startup(startup)
-    assert "3 starts of each" in lines[0]
+    assert "3 starts of each" in lines[0] and "except the `models:/sentiment/1` row" in lines[0]
+    assert any(line.startswith("Resolving and downloading `models:/sentiment/1` alone") and
+               line.endswith(": 0.31 s median (0.25-0.40).") for line in lines)
     assert "| baseline | 1.30 (1.10-1.50) | 270 (268-275) |" in lines
     assert "| ours, numba, empty cache | 6.00 (5.00-7.00) | 452 (450-455) |" in lines
     assert lines[-1] == ("No ahead-of-time row: no ahead-of-time build (No module named 'serving._kernels_aot') "
