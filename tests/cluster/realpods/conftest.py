@@ -57,6 +57,9 @@ def _loud(reason: str) -> str:
 #: What a cold start of the tier costs on the project's 2-core machine (docs/ci.md): the real-node Go builds, the
 #: images, and the tier itself; CI's whole run has 90 minutes.
 COLD_BUILDS_S, COLD_IMAGES_S, TIER_S, CI_BUDGET_S = 2700, 600, 2400, 5400
+#: One serving mode's flow on a slow turn of that machine (~18 min on a quiet one), and what the suite still runs
+#: after the tier (~8 min quiet); a mode whose flow would end the run past CI's budget is skipped, loudly.
+MODE_S, AFTER_TIER_S, MARGIN_S = 1500, 900, 300
 
 
 def _missing_builds() -> list[str]:
@@ -90,6 +93,23 @@ def _over_budget() -> str | None:
         f"a cold start ({', '.join(missing)} not built yet: ~{need // 60} min, then ~{TIER_S // 60} min of tests) does "
         f"not fit the {CI_BUDGET_S // 60} minutes of CI after {elapsed / 60:.0f} min; build them once with "
         "scripts/build-tools.sh --real-node and scripts/build-images.sh (cached), or force with KS_REALPODS=1"
+    )
+
+
+def _mode_over_budget(mode: str) -> str | None:
+    """Why one serving mode's flow would not fit what is left of CI's 90 minutes, or None (outside CI, or forced
+    with KS_REALPODS=1)."""
+    started = os.environ.get("KS_CI_STARTED")
+    if not started or os.environ.get("KS_REALPODS") == "1":
+        return None
+    elapsed = time.time() - float(started)
+    if elapsed + MODE_S + AFTER_TIER_S + MARGIN_S <= CI_BUDGET_S:
+        return None
+    return (
+        f"{mode} mode: its flow (up to ~{MODE_S // 60} min on a slow machine) and the rest of the suite "
+        f"(~{AFTER_TIER_S // 60} min) do not fit the {CI_BUDGET_S // 60} minutes of CI after {elapsed / 60:.0f} min; "
+        "this machine is slower than usual right now. Run the tier alone (pytest tests/cluster/realpods) or force "
+        "with KS_REALPODS=1"
     )
 
 
@@ -240,6 +260,8 @@ class Flow:
 def flow(request: pytest.FixtureRequest, real: Real) -> Iterator[Flow]:
     """State shared by the tests of one serving mode; at the end both environments' releases are uninstalled."""
     mode = request.param
+    if reason := _mode_over_budget(mode):
+        pytest.skip(_loud(reason))
     state = Flow(mode, Release("staging", env=real.env), Release("production", env=real.env))
     yield state
     if state.traffic is not None:
