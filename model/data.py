@@ -137,10 +137,10 @@ def clean(frame: pd.DataFrame, labels: tuple[str, ...]) -> tuple[pd.DataFrame, d
     data = data.assign(key=data["text"].map(dedup_key))
     counts = data.groupby(["key", "label"]).agg(n=("text", "size"), weight=("weight", "mean")).reset_index()
     counts = counts.sort_values(["key", "n"], ascending=[True, False])
-    top = counts.groupby("key").head(2)
-    ambiguous = top.groupby("key")["n"].transform(lambda s: len(s) > 1 and s.iloc[0] == s.iloc[1])
-    ambiguous_keys = set(top.loc[ambiguous.astype(bool), "key"])
-    winners = counts.drop_duplicates("key")
+    winners = counts.drop_duplicates("key")  # each key's most frequent label
+    runners_up = counts[counts.duplicated("key")].drop_duplicates("key")  # its second, where there is one
+    tied = runners_up["n"].to_numpy() == winners.set_index("key")["n"].loc[runners_up["key"]].to_numpy()
+    ambiguous_keys = set(runners_up.loc[tied, "key"])
     winners = winners[~winners["key"].isin(ambiguous_keys)]
     first_text = data.drop_duplicates("key").set_index("key")["text"]
     cleaned = pd.DataFrame(
