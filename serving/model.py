@@ -71,6 +71,13 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
+def _is_cloudevent(headers: dict[str, str] | None) -> bool:
+    """A CloudEvents request (binary mode headers or the structured content type): KServe answers it in kind."""
+    if not headers:
+        return False
+    return "ce-specversion" in headers or headers.get("content-type", "") == "application/cloudevents+json"
+
+
 def _raw_bytes(value: bytes) -> bytes:
     """One element of a V2 BYTES tensor in raw (binary) form: its length as 4 bytes little-endian, then the bytes."""
     return len(value).to_bytes(4, "little") + value
@@ -278,6 +285,8 @@ class SentimentModel(Model):
         request_id = given or os.urandom(16).hex()
         if protocol == "v2-grpc":
             response: Any = self._v2_grpc_response(request_id, probs)
+        elif is_v2 and not (body.use_binary_outputs or body.request_outputs or _is_cloudevent(headers)):
+            response = self._v2_rest_json(request_id, probs)
         elif is_v2:
             response = self._v2_response(body, request_id, self._classes_arr[probs.argmax(axis=1)], probs)
         else:
@@ -493,6 +502,28 @@ class SentimentModel(Model):
             tensor.parameters["binary_data_size"].int64_param = len(raw)
         response.raw_output_contents.extend(raws)
         return response
+
+    def _v2_rest_json(self, request_id: str, probs: np.ndarray) -> bytes:
+        """The JSON body KServe's REST endpoint sends for :meth:`_v2_response` (``to_rest()``, then FastAPI's
+        encoding of its ``InferenceResponse``), built straight from the arrays: the endpoint sends bytes as they
+        are, where its generic conversion and two passes of pydantic cost more than the model's own work.
+        ``serving.server`` gives the answer its ``content-type``, which KServe drops from bytes answers."""
+        n = len(probs)
+        return orjson.dumps({
+            "model_name": self.name,
+            "model_version": self.version,
+            "id": request_id,
+            "parameters": None,
+            "outputs": [
+                {"name": LABEL_OUTPUT, "shape": [n], "datatype": "BYTES", "parameters": None,
+                 "data": self._classes_arr[probs.argmax(axis=1)].tolist()},
+                # FP32 as KServe writes it: each float32 value as the double it widens to
+                {"name": PROBA_OUTPUT, "shape": [n, len(self.classes)], "datatype": "FP32", "parameters": None,
+                 "data": probs.astype(np.float32).ravel().tolist()},
+                {"name": ID_OUTPUT, "shape": [n], "datatype": "BYTES", "parameters": None,
+                 "data": [f"{request_id}:{i}" for i in range(n)]},
+            ],
+        })
 
     def _v2_response(
         self, request: InferRequest, request_id: str, labels: np.ndarray, probs: np.ndarray

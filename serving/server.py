@@ -10,7 +10,9 @@
   input, with a message that names the bad part. A middleware answers what KServe's routes get wrong: a versioned
   V2 path (``/v2/models/<name>/versions/<v>/...``) is served when ``<v>`` is the loaded version and is a 404 naming
   it otherwise (KServe: 501 for any version); a method other than POST on ``:predict`` / ``:explain`` is a 405
-  (KServe: a 404 for a model named ``sentiment:predict``).
+  (KServe: a 404 for a model named ``sentiment:predict``). A V2 answer KServe sends as bytes without a
+  ``content-type`` (the model's own JSON, the binary extension) gets ``application/json`` or, with binary
+  tensors, ``application/octet-stream``.
 - :class:`ClientErrorLogs`: KServe logs every refused request at ERROR with its traceback; this filter turns the
   ones caused by the client (bad input, unknown model or version) into one INFO line and a not-ready model into one
   WARNING line. Tracebacks stay for server faults.
@@ -143,7 +145,29 @@ class _ProtocolGuard:
                 message = f"{scope['method']} is not allowed on {path}; send POST with a JSON body"
                 await _respond(send, 405, {"error": message}, ((b"allow", b"POST"),))
                 return
+            if scope["method"] == "POST" and path.startswith("/v2/models/") and path.endswith("/infer"):
+                await self.app(scope, receive, _with_content_type(send))
+                return
         await self.app(scope, receive, send)
+
+
+_BINARY_HEADER = INFERENCE_CONTENT_LENGTH_HEADER.lower().encode()
+
+
+def _with_content_type(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """``send``, giving a V2 answer without a ``content-type`` one: KServe's endpoint drops it from the answers it
+    sends as bytes (the model's JSON, the binary extension's JSON header and tensors)."""
+
+    async def typed(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            names = {name.lower() for name, _ in headers}
+            if b"content-type" not in names:
+                kind = b"application/octet-stream" if _BINARY_HEADER in names else b"application/json"
+                message = {**message, "headers": [*headers, (b"content-type", kind)]}
+        await send(message)
+
+    return typed
 
 
 async def _respond(send: Callable[[Any], Awaitable[None]], status: int, body: dict[str, Any],

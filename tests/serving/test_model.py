@@ -9,10 +9,13 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
+from fastapi.encoders import jsonable_encoder
 from kserve import InferInput, InferRequest
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
+from kserve.protocol.rest.v2_datamodels import InferenceResponse
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
 
@@ -113,9 +116,10 @@ def test_concurrent_requests_are_batched_and_answered_correctly(tiny_model_dir: 
         probs = body["predictions"][0]["probabilities"]
         assert np.abs(np.array([probs[c] for c in model.classes]) - expected[i]).max() <= 1e-9
     for i, (response, _) in enumerate(results[20:40]):
-        out = {o.name: o for o in response.outputs}
-        assert np.abs(out["probabilities"].data.astype(float) - expected[20 + i]).max() <= 1e-6
-        assert response.id == str(i)
+        document = orjson.loads(response)
+        out = {o["name"]: o for o in document["outputs"]}
+        assert np.abs(np.array(out["probabilities"]["data"]) - expected[20 + i]).max() <= 1e-6
+        assert document["id"] == str(i)
     big = results[40][0]["predictions"]
     assert len(big) == 40
     got = np.array([[p["probabilities"][c] for c in model.classes] for p in big])
@@ -133,6 +137,30 @@ def test_in_process_bad_input_is_invalid_input(tiny_model_dir: Path) -> None:
         with pytest.raises(InvalidInput, match=message.replace("[", r"\[").replace("]", r"\]")):
             asyncio.run(model(body, headers={"content-type": "application/json; charset=utf-8"}
                               if isinstance(body, bytes) else None))
+
+
+def test_the_v2_rest_json_is_what_kserves_own_conversion_sends(tiny_model_dir: Path) -> None:
+    """V2 REST answers are JSON built straight from the arrays: the same document KServe's endpoint sends for the
+    V2 response (``to_rest()``, its ``InferenceResponse``, FastAPI's encoding), for one text and for several; with
+    a binary-output or requested-outputs request, or a CloudEvent, KServe's own conversion answers."""
+    model = make_model(tiny_model_dir)
+    for texts in (["what a great day"], ["good", "bad", "the meeting is at noon", "ünïcode ✓", "x" * 500]):
+        tensor = InferInput(name="text", shape=[len(texts)], datatype="BYTES", data=texts)
+        request = InferRequest(model_name="sentiment", infer_inputs=[tensor], request_id="req-7")
+        direct, headers = asyncio.run(model(request))
+        assert isinstance(direct, bytes) and headers["x-request-id"] == "req-7"
+        probs = model._proba.predict_proba(texts)
+        labels = model._classes_arr[probs.argmax(axis=1)]
+        document, _ = model._v2_response(request, "req-7", labels, probs).to_rest()
+        via_kserve = jsonable_encoder(InferenceResponse.model_validate(document))
+        assert orjson.loads(direct) == via_kserve
+    binary = InferRequest(model_name="sentiment", request_id="r", parameters={"binary_data_output": True},
+                          infer_inputs=[InferInput(name="text", shape=[1], datatype="BYTES", data=["good"])])
+    assert not isinstance(asyncio.run(model(binary))[0], bytes)
+    cloudevent = InferRequest(model_name="sentiment", request_id="r",
+                              infer_inputs=[InferInput(name="text", shape=[1], datatype="BYTES", data=["good"])])
+    ce_headers = {"ce-specversion": "1.0", "ce-source": "s", "ce-type": "t", "ce-id": "1"}
+    assert not isinstance(asyncio.run(model(cloudevent, headers=ce_headers))[0], bytes)
 
 
 def test_the_grpc_response_is_what_kserves_own_conversion_sends(tiny_model_dir: Path) -> None:

@@ -73,6 +73,7 @@ def test_all_three_protocols_agree_with_sklearn(predictor: Predictor, tiny_pipel
 
     v2 = httpx.post(predictor.http + V2, json={"id": "req-v2", **v2_body(texts)}, timeout=10)
     assert v2.status_code == 200, v2.text
+    assert v2.headers["content-type"] == "application/json" and v2.headers["x-request-id"] == "req-v2"
     outputs = {o["name"]: o for o in v2.json()["outputs"]}
     assert v2.json()["id"] == "req-v2" and v2.json()["model_version"] == "3"
     assert outputs["label"]["datatype"] == "BYTES" and outputs["label"]["shape"] == [16]
@@ -120,6 +121,7 @@ def test_v2_rest_binary_outputs_for_several_texts(predictor: Predictor, tiny_pip
     r = httpx.post(predictor.http + V2, json=body, timeout=10)
     assert r.status_code == 200, r.text
     length = int(r.headers["inference-header-content-length"])
+    assert r.headers["content-type"] == "application/octet-stream"
     header, raw = orjson.loads(r.content[:length]), r.content[length:]
     sizes = [o["parameters"]["binary_data_size"] for o in header["outputs"]]
     assert [o["name"] for o in header["outputs"]] == ["label", "probabilities", "id"] and sum(sizes) == len(raw)
