@@ -1,5 +1,6 @@
-"""Resolve the one model artefact the predictor serves: a registry URI through the real MLflow client, or a local
-directory laid out the way KServe's storage initializer leaves it (``/mnt/models``)."""
+"""Resolve the one model artefact the predictor serves: a registry URI through the tracking server's REST API and
+artefact proxy (:mod:`serving.registry`; the MLflow client where those cannot serve it), or a local directory laid
+out the way KServe's storage initializer leaves it (``/mnt/models``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from model.artifacts import ModelBundle, load_model_dir
 from model.errors import ModelArtifactError
 from serving.errors import ModelLoadError, RegistryUnreachable
+from serving.registry import RestRegistry, Version, why_not_usable
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -121,21 +123,22 @@ def load_local(root: Path, version_override: str | None) -> LoadedModel:
     return LoadedModel(bundle, version_override or _local_version(bundle), str(path), name if name else None)
 
 
-def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
-    """One attempt: resolve the URI to a version, download it, load it."""
-    import mlflow.artifacts
-    from mlflow.tracking import MlflowClient
-
+def _resolve_once(settings: ServeSettings, dest: Path, timeout_s: float) -> LoadedModel:
+    """One attempt: resolve the URI to a version, download it, load it. Through :mod:`serving.registry` (the REST API
+    and the artefact proxy, no MLflow import) where it can; through the MLflow client otherwise."""
     assert settings.model_uri is not None
     name, version, alias = parse_model_uri(settings.model_uri)
-    where = settings.tracking_uri
-    client = MlflowClient(tracking_uri=where, registry_uri=where)
+    where = settings.tracking_uri or ""
+    why_not = why_not_usable(where)
+    rest = RestRegistry(where, timeout_s) if why_not is None else None
     try:
-        if version is not None:
-            mv = client.get_model_version(name, version)
+        if rest is None:
+            mv = _mlflow_version(where, name, version, alias)
+        elif version is not None:
+            mv = rest.version(name, version)
         else:
-            mv = client.get_model_version_by_alias(name, alias or "")
-    except Exception as e:  # MlflowException, or the HTTP library's own error
+            mv = rest.version_by_alias(name, alias or "")
+    except Exception as e:  # RegistryError, MlflowException, or the HTTP library's own error
         raise _failure(e, f"{settings.model_uri} not found in the registry at {where}",
                        f"the MLflow registry at {where} is unreachable (resolving {settings.model_uri})") from e
     pinned = f"models:/{name}/{mv.version}"  # the resolved version, not an alias that may move meanwhile
@@ -143,8 +146,13 @@ def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
     target.mkdir(parents=True, exist_ok=True)
     try:
         # the registry's own download location for that version, fetched through the same tracking server
-        location = client.get_model_version_download_uri(name, mv.version)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(target), tracking_uri=where)
+        local = None
+        if rest is not None:
+            local = rest.download(rest.download_uri(mv), target)
+            why_not = why_not or "its files are not behind the tracking server's artefact proxy"
+        if local is None:
+            log.info("downloading %s with the MLflow client: %s", pinned, why_not)
+            local = _mlflow_download(where, name, str(mv.version), target)
     except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
         raise _failure(e, f"the files of {pinned} (source {mv.source}) are not in the artifact store",
                        f"cannot download {pinned} (source {mv.source}): the artifact store is unreachable") from e
@@ -156,8 +164,27 @@ def _resolve_once(settings: ServeSettings, dest: Path) -> LoadedModel:
     return LoadedModel(loaded.bundle, loaded.version, pinned, name)
 
 
+def _mlflow_version(where: str, name: str, version: str | None, alias: str | None) -> Version:
+    """The version through the MLflow client (tracking URIs and settings :mod:`serving.registry` does not handle)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=where, registry_uri=where)
+    mv = client.get_model_version(name, version) if version is not None else client.get_model_version_by_alias(
+        name, alias or "")
+    return Version(mv.name, str(mv.version), mv.source or "")
+
+
+def _mlflow_download(where: str, name: str, version: str, target: Path) -> Path:
+    """Download a version's files with the MLflow client (every artefact store it knows)."""
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    location = MlflowClient(tracking_uri=where, registry_uri=where).get_model_version_download_uri(name, version)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(target), tracking_uri=where))
+
+
 def load_registry(settings: ServeSettings) -> LoadedModel:
-    """Resolve ``settings.model_uri`` with the MLflow client, download that version and load it.
+    """Resolve ``settings.model_uri`` in the registry, download that version and load it.
 
     Retries (with backoff) until ``settings.load_deadline_s`` while the tracking server is unreachable or the
     version/alias does not exist yet; each attempt makes one HTTP request per call (no MLflow retries) with a
@@ -171,8 +198,9 @@ def load_registry(settings: ServeSettings) -> LoadedModel:
     delay = 0.2
     while True:
         try:
-            with _one_http_attempt(min(30.0, max(give_up - time.monotonic(), 2.0))):
-                return _resolve_once(settings, dest)
+            timeout_s = min(30.0, max(give_up - time.monotonic(), 2.0))
+            with _one_http_attempt(timeout_s):
+                return _resolve_once(settings, dest, timeout_s)
         except (_NotFoundYet, _Unreachable) as e:
             remaining = give_up - time.monotonic()
             if remaining <= 0:

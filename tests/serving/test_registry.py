@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -152,3 +153,36 @@ def test_predictor_waits_unready_for_the_alias_then_serves_that_version(
         assert response.model_version == version  # type: ignore[attr-defined]
     finally:
         stop(predictor.process)
+
+
+LOAD_AND_SAY = """
+import json, sys
+from serving.loader import load
+from serving.settings import ServeSettings
+loaded = load(ServeSettings(model_uri=sys.argv[1], tracking_uri=sys.argv[2], download_dir=sys.argv[3]))
+said = {"version": loaded.version, "classes": list(loaded.bundle.classes), "mlflow": "mlflow" in sys.modules}
+print(json.dumps(said))
+"""
+
+
+@pytest.mark.parametrize("client", ["rest", "mlflow"])
+def test_a_registry_load_imports_mlflow_only_where_the_rest_client_cannot_serve_it(
+    client: str, mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The predictor reads the registry and the artefact proxy over REST without importing MLflow (1.1-1.3 s of
+    start-up, ~28 MB); with a setting that client does not implement (a client certificate) the MLflow client
+    loads the same version."""
+    name = REGISTERED + "-rest"
+    version = register(mlflow_server, tiny_model_dir, name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    if client == "mlflow":  # requests checks that the file exists; over plain HTTP it is never read
+        (tmp_path / "unused-over-http.pem").write_text("")
+        env["MLFLOW_TRACKING_CLIENT_CERT_PATH"] = str(tmp_path / "unused-over-http.pem")
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SAY, f"models:/{name}/{version}", mlflow_server.uri, str(tmp_path / "dl")],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = json.loads(result.stdout.strip().splitlines()[-1])
+    assert said == {"version": version, "classes": ["negative", "neutral", "positive"], "mlflow": client == "mlflow"}
+    assert len(list((tmp_path / "dl" / f"{name}-v{version}").rglob("MLmodel"))) == 1
