@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,6 +88,9 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     if args.workers != 1:
         raise ConfigError("--workers must be 1 (scale with replicas)")
     _quiet_per_request_logs(settings.request_logs)
+    # KServe's V1 endpoint answers with FastAPI's ORJSONResponse, which FastAPI deprecated: a warning on every
+    # pod's first V1 request, about code that is not the predictor's and that no setting changes
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
     from kserve import ModelServer
 

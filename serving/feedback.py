@@ -25,9 +25,8 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.responses import ORJSONResponse
 
-from serving.bodies import BodyTooLarge, read_body
+from serving.bodies import BodyTooLarge, JsonAnswer, read_body
 from serving.eventlog.feedback import SOURCE_API, BadFeedback, FeedbackEvent, encode, parse_items
 from serving.eventlog.journal import JournalFull
 
@@ -59,12 +58,12 @@ def store(model: Any, events: list[FeedbackEvent]) -> None:
         raise FeedbackUnavailable(f"cannot write to the event journal: {e}; {done} of {len(lines)} stored") from e
 
 
-def _refuse(status: int, message: str, outcome: str, metrics: Any, **headers: str) -> ORJSONResponse:
+def _refuse(status: int, message: str, outcome: str, metrics: Any, **headers: str) -> JsonAnswer:
     """A refusal: one log line, the outcome counted, ``{"error": message}``."""
     log.info("feedback refused (%d): %s", status, message, extra={"status": status, "outcome": outcome})
     if metrics is not None:
         metrics.feedback(outcome, 1)
-    return ORJSONResponse({"error": message}, status_code=status, headers=headers or None)
+    return JsonAnswer({"error": message}, status_code=status, headers=headers or None)
 
 
 def install(model: Any) -> None:
@@ -73,7 +72,7 @@ def install(model: Any) -> None:
 
     settings = model.settings
 
-    async def feedback(request: Request) -> ORJSONResponse:
+    async def feedback(request: Request) -> JsonAnswer:
         metrics = getattr(model, "metrics", None)
         if not model.ready or not model.classes:
             return _refuse(503, "the model is not loaded yet: its classes are not known", "not_ready", metrics,
@@ -111,10 +110,10 @@ def install(model: Any) -> None:
             log.warning("feedback not stored: %s", e)
             if metrics is not None:
                 metrics.feedback("unavailable", len(events))
-            return ORJSONResponse({"error": f"feedback not stored: {e}; retry later"}, status_code=503,
-                                  headers={"Retry-After": str(RETRY_AFTER_S)})
+            return JsonAnswer({"error": f"feedback not stored: {e}; retry later"}, status_code=503,
+                              headers={"Retry-After": str(RETRY_AFTER_S)})
         if metrics is not None:
             metrics.feedback("accepted", len(events))
-        return ORJSONResponse({"accepted": len(events)}, status_code=202)
+        return JsonAnswer({"accepted": len(events)}, status_code=202)
 
     app.add_api_route(ROUTE, feedback, methods=["POST"], include_in_schema=False)

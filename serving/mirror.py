@@ -224,26 +224,26 @@ def groups(records: list[tuple[str, str, Any]], room: int) -> list[list[tuple[st
 
 def install_mirror_route(model: Any) -> None:
     """``POST /v1/models/<name>/mirror`` on KServe's FastAPI app (``kserve.model_server.app``), before start."""
-    from fastapi.responses import ORJSONResponse
     from kserve.model_server import app
 
+    from serving.bodies import JsonAnswer
     from serving.errors import BadInput, NotReady
 
-    async def mirror(name: str, request: Request) -> ORJSONResponse:
+    async def mirror(name: str, request: Request) -> JsonAnswer:
         if name != model.name:
-            return ORJSONResponse(status_code=404, content={"error": f"model {name!r} is not served here; "
-                                                                     f"this predictor serves {model.name!r}"})
+            return JsonAnswer(status_code=404, content={"error": f"model {name!r} is not served here; "
+                                                                 f"this predictor serves {model.name!r}"})
         if model.settings.track != "shadow":
-            return ORJSONResponse(status_code=409, content={"error": f"this predictor serves track "
-                                                                     f"{model.settings.track!r}; copies go to a "
-                                                                     "predictor of track 'shadow'"})
+            return JsonAnswer(status_code=409, content={"error": f"this predictor serves track "
+                                                                 f"{model.settings.track!r}; copies go to a "
+                                                                 "predictor of track 'shadow'"})
         if not model.ready:
-            return ORJSONResponse(status_code=503, content={"error": "the model is not loaded yet"})
+            return JsonAnswer(status_code=503, content={"error": "the model is not loaded yet"})
         try:
             records = parse_records(await request.body())
         except ValueError as e:
             log.info("mirror body refused: %s", e)
-            return ORJSONResponse(status_code=400, content={"error": f"not a mirror body: {e}"})
+            return JsonAnswer(status_code=400, content={"error": f"not a mirror body: {e}"})
 
         async def one(record: tuple[str, str, Any]) -> bool:
             try:
@@ -256,8 +256,8 @@ def install_mirror_route(model: Any) -> None:
         answered: list[bool] = []
         for group in groups(records, max(1, model.settings.max_queued_texts // 2)):
             answered += await asyncio.gather(*(one(r) for r in group))
-        return ORJSONResponse(status_code=202, content={"accepted": sum(answered),
-                                                        "refused": len(answered) - sum(answered)})
+        return JsonAnswer(status_code=202, content={"accepted": sum(answered),
+                                                    "refused": len(answered) - sum(answered)})
 
     # FastAPI reads the handler's annotations to bind its parameters: ``Request`` must resolve at module level.
     app.add_api_route("/v1/models/{name}/mirror", mirror, methods=["POST"])

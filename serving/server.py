@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
 from kserve.model_repository import ModelRepository
@@ -38,6 +37,7 @@ from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.bodies import JsonAnswer
 from serving.errors import BadInput, UnknownVersion, status_of
 
 Scope = MutableMapping[str, Any]
@@ -210,20 +210,20 @@ def install_handlers(model: Any) -> None:
     filter on KServe's logger, before the server starts."""
     from kserve.model_server import app
 
-    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JsonAnswer:
         metrics = getattr(model, "_metrics", None)
         if metrics is not None:
             protocol = "v2-rest" if request.url.path.startswith("/v2/") else "v1"
             metrics.request(protocol, "invalid_argument")
         message = _describe(exc)
         _log_refusal(logging.INFO, "invalid_argument", message)
-        return ORJSONResponse(status_code=400, content={"error": message})
+        return JsonAnswer(status_code=400, content={"error": message})
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JsonAnswer:
         detail = exc.detail
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = "the request body cannot be parsed: it must be UTF-8 JSON"
-        return ORJSONResponse(status_code=exc.status_code, content={"error": str(detail)}, headers=exc.headers)
+        return JsonAnswer(status_code=exc.status_code, content={"error": str(detail)}, headers=exc.headers)
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

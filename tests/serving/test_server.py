@@ -480,6 +480,8 @@ def test_client_errors_are_one_info_line_each_and_server_faults_keep_their_trace
     assert all(r["level"] == "info" and "exc" not in r and r["msg"].startswith("request refused (") for r in found)
     assert {r["status"] for r in found} == {"invalid_argument", "not_found"}
     assert "Traceback" not in predictor.log_text()  # every request of this module so far was the client's fault
+    records = [json.loads(line) for line in predictor.log_text().splitlines() if line.startswith("{")]
+    assert not [r["msg"][:300] for r in records if r["logger"] == "py.warnings"]  # V1 requests were made before
 
 
 def run_serving(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
