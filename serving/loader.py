@@ -39,6 +39,8 @@ class LoadedModel:
 #: MLflow error codes that mean "the registry answered: no such model, version or alias" (anything else the
 #: client raises means the server or its artifact store could not be reached, or failed).
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
+#: Error codes of a registry that refused the predictor's credentials.
+REFUSED_CODES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 
 
 class _NotFoundYet(ModelLoadError):
@@ -68,12 +70,16 @@ def _one_http_attempt(timeout_s: float) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _failure(e: Exception, not_found: str, unreachable: str) -> ModelLoadError:
-    """The error for an MLflow failure: not found (the registry said so) or unreachable (anything else)."""
+def _failure(e: Exception, not_found: str, unreachable: str, refused: str) -> ModelLoadError:
+    """The error for a registry failure: not found (the registry said so), refused credentials (which no retry
+    mends: the load fails at once) or unreachable (anything else)."""
     code = getattr(e, "error_code", None)
     detail = getattr(e, "message", None) or str(e)
     if code in NOT_FOUND_CODES:
         return _NotFoundYet(f"{not_found}: {detail}")
+    if code in REFUSED_CODES:
+        return ModelLoadError(f"{refused}: {detail}; set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                              "MLFLOW_TRACKING_PASSWORD, to credentials the tracking server accepts")
     return _Unreachable(f"{unreachable}: {detail}")
 
 
@@ -140,7 +146,9 @@ def _resolve_once(settings: ServeSettings, dest: Path, timeout_s: float) -> Load
             mv = rest.version_by_alias(name, alias or "")
     except Exception as e:  # RegistryError, MlflowException, or the HTTP library's own error
         raise _failure(e, f"{settings.model_uri} not found in the registry at {where}",
-                       f"the MLflow registry at {where} is unreachable (resolving {settings.model_uri})") from e
+                       f"the MLflow registry at {where} is unreachable (resolving {settings.model_uri})",
+                       f"the MLflow registry at {where} refused the credentials (resolving {settings.model_uri})"
+                       ) from e
     pinned = f"models:/{name}/{mv.version}"  # the resolved version, not an alias that may move meanwhile
     target = dest / f"{name}-v{mv.version}"
     target.mkdir(parents=True, exist_ok=True)
@@ -155,7 +163,9 @@ def _resolve_once(settings: ServeSettings, dest: Path, timeout_s: float) -> Load
             local = _mlflow_download(where, name, str(mv.version), target)
     except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
         raise _failure(e, f"the files of {pinned} (source {mv.source}) are not in the artifact store",
-                       f"cannot download {pinned} (source {mv.source}): the artifact store is unreachable") from e
+                       f"cannot download {pinned} (source {mv.source}): the artifact store is unreachable",
+                       f"cannot download {pinned} (source {mv.source}): the artifact store refused the credentials"
+                       ) from e
     loaded = load_local(Path(local), settings.model_version or str(mv.version))
     log.info(
         "resolved %s to version %s", settings.model_uri, mv.version,

@@ -32,6 +32,8 @@ ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 PROXIED_SCHEME = "mlflow-artifacts"
 #: Settings of the MLflow client this client does not implement (the loader then uses the MLflow client).
 UNSUPPORTED_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH")
+#: MLflow's error codes for an HTTP refusal whose body does not name one (the MLflow client maps them the same way).
+HTTP_ERROR_CODES = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
 
 
 class RegistryError(Exception):
@@ -151,7 +153,8 @@ class RestRegistry:
                 code, message = error.get("error_code"), error.get("message")
             except (ValueError, AttributeError):
                 code, message = None, None
-            raise RegistryError(f"{message or body.decode(errors='replace')} (HTTP {e.code})", code) from e
+            detail = message or body.decode(errors="replace").strip()
+            raise RegistryError(f"{detail} (HTTP {e.code})", code or HTTP_ERROR_CODES.get(e.code)) from e
         except (urllib.error.URLError, OSError) as e:  # refused, reset, timed out, name not resolved, TLS
             raise RegistryError(f"{url}: {getattr(e, 'reason', None) or e}") from e
 

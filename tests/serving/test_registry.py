@@ -8,8 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -73,6 +77,75 @@ def silent_server() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+class TokenGate(ThreadingHTTPServer):
+    """An authenticating front of a real tracking server, as a reverse proxy with MLflow's token authentication
+    would be: a GET with ``Authorization: Bearer <token>`` is forwarded, anything else is a 401."""
+
+    def __init__(self, upstream: str, token: str) -> None:
+        self.upstream, self.token, self.seen = upstream, token, []
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate.seen.append((self.path, self.headers.get("Authorization")))
+                if self.headers.get("Authorization") != f"Bearer {gate.token}":
+                    self.send_response(401)
+                    self.end_headers()
+                    self.wfile.write(b"You are not authenticated.")
+                    return
+                try:
+                    with urllib.request.urlopen(gate.upstream + self.path, timeout=30) as answer:
+                        status, kind, body = answer.status, answer.headers.get("Content-Type"), answer.read()
+                except urllib.error.HTTPError as e:
+                    status, kind, body = e.code, e.headers.get("Content-Type"), e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", kind or "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.parametrize("token", ["s3cret", "wrong"])
+def test_the_token_is_sent_and_refused_credentials_fail_the_load_at_once(
+    token: str, mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``MLFLOW_TRACKING_TOKEN`` goes with every registry and artefact request; credentials the server refuses end
+    the load with one request and a message naming the variables (no retries until the deadline: none would
+    help), where an unreachable registry is retried."""
+    name = REGISTERED + "-token"
+    version = register(mlflow_server, tiny_model_dir, name)
+    gate = TokenGate(mlflow_server.uri, "s3cret")
+    threading.Thread(target=gate.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    settings = ServeSettings(model_uri=f"models:/{name}/{version}", tracking_uri=gate.uri, load_deadline_s=60,
+                             download_dir=tmp_path)
+    try:
+        if token == "s3cret":
+            loaded = load(settings)
+            assert loaded.version == version and loaded.bundle.classes == ("negative", "neutral", "positive")
+            paths = [path for path, _ in gate.seen]
+            assert any("/mlflow-artifacts/artifacts/" in p for p in paths) and len(paths) >= 5, paths
+        else:
+            with pytest.raises(ModelLoadError, match=r"refused the credentials .*\(HTTP 401\).*MLFLOW_TRACKING_TOKEN"
+                               ) as caught:
+                load(settings)
+            assert not isinstance(caught.value, RegistryUnreachable) and caught.value.exit_code == 66
+            assert len(gate.seen) == 1, gate.seen
+        assert {auth for _, auth in gate.seen} == {f"Bearer {token}"}
+    finally:
+        gate.shutdown()
+        gate.server_close()
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
