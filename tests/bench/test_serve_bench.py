@@ -54,8 +54,8 @@ def test_report_names_the_load_generator_and_its_cpu() -> None:
                 cells += [_cell(s, protocol, c, 1, 4100, loadgen, cpu) for s in ("ours+events", "ours+mirror")]
         cells += [_cell(s, protocol, 8, 64, rps, loadgen, None) for s, rps in
                   (("baseline", 40), ("ours", 400), ("ours+mirror", 390))]
-    results = {"cells": cells, "rss": {"noop": 250.0, "ours": 400.0}, "emitter_us_per_event": 7.0,
-               "mirror_us_per_copy": 5.0, "mirror_copies_per_send": 40}
+    results = {"cells": cells, "rss": {"noop": 250.0, "ours": 400.0}, "rss_after": {"noop": 240.0, "ours": 310.0},
+               "emitter_us_per_event": 7.0, "mirror_us_per_copy": 5.0, "mirror_copies_per_send": 40}
     meta = {"date": "2026-12-02 05:10 UTC", "machine": "test", "duration": "6", "slice": "0.5", "load": "0.1",
             "model": "the production model", "loadgens": "V1 REST: wrk 4.1.0-3+b2; V2 gRPC: python (fallback)"}
     report = render(results, meta)
@@ -66,6 +66,7 @@ def test_report_names_the_load_generator_and_its_cpu() -> None:
     assert "Load generators: V1 REST: wrk 4.1.0-3+b2; V2 gRPC: python (fallback)." in report
     saturated = next(line for line in report.splitlines() if line.startswith("Load generator at 90%"))
     assert "noop V2 gRPC c=8 x1 (97%)" in saturated and "V1 REST" not in saturated
+    assert "after the whole run, MB (in brackets its peak, " in report and ": noop 240 (250), ours 310 (400)." in report
 
 
 def test_startup_table_gives_median_and_range_and_says_why_a_row_is_missing() -> None:
