@@ -478,8 +478,8 @@ class SentimentModel(Model):
     def _v2_grpc_response(self, request_id: str, probs: np.ndarray) -> pb.ModelInferResponse:
         """The outputs of :meth:`_v2_response` as KServe's ``to_grpc()`` sends them (raw contents, each tensor's
         ``binary_data_size``), built straight from the arrays: KServe's servicer passes a ``ModelInferResponse``
-        through as it is, and its generic conversion was a sixth of a single-text gRPC request's CPU. The message
-        is a copy of a template per text count, which protobuf makes faster than building the tensors anew."""
+        through as it is, and its generic conversion cost more than the model's own work (docs/serving.md). The
+        message is a copy of a template per text count, which protobuf makes faster than building the tensors anew."""
         n = len(probs)
         class_raw = self._class_raw
         raws = (

@@ -2,14 +2,15 @@
 server's REST API and its artefact proxy (``mlflow server --serve-artifacts``, which the mlflow chart runs), with
 the standard library alone.
 
-Importing the MLflow client costs a predictor 1.1-1.3 s of start-up and ~28 MB resident (docs/benchmarks.md), for
-three GET requests and a few file downloads. The requests are MLflow's documented REST API (``model-versions/get``,
-``registered-models/alias``, ``model-versions/get-download-uri``, ``mlflow-artifacts/artifacts``) with the client's
-own settings for authentication and TLS (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME`` /
-``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``). What this
-client does not do, :func:`why_not_usable` names, and the loader uses the MLflow client for it instead: client
-certificates, an auth plugin (``MLFLOW_TRACKING_AUTH``), a tracking URI that is not HTTP(S), and (see
-:meth:`RestRegistry.download`) artefacts the server does not proxy (``s3://``, ``gs://``, ...).
+Importing the MLflow client costs a predictor more than a second of start-up and tens of MB resident
+(docs/benchmarks.md), for three GET requests and a few file downloads. The requests are MLflow's documented REST
+API (``model-versions/get``, ``registered-models/alias``, ``model-versions/get-download-uri``,
+``mlflow-artifacts/artifacts``) with the client's own settings for authentication and TLS
+(``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``,
+``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``). What this client does not do,
+:func:`why_not_usable` names, and the loader uses the MLflow client for it instead: client certificates, an auth
+plugin (``MLFLOW_TRACKING_AUTH``), a tracking URI that is not HTTP(S), and (see :meth:`RestRegistry.download`)
+artefacts the server does not proxy (``s3://``, ``gs://``, ...).
 """
 
 from __future__ import annotations

@@ -242,9 +242,9 @@ print(json.dumps(said))
 def test_a_registry_load_imports_mlflow_only_where_the_rest_client_cannot_serve_it(
     client: str, mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The predictor reads the registry and the artefact proxy over REST without importing MLflow (1.1-1.3 s of
-    start-up, ~28 MB); with a setting that client does not implement (a client certificate) the MLflow client
-    loads the same version."""
+    """The predictor reads the registry and the artefact proxy over REST without importing MLflow (start-up time
+    and memory, docs/benchmarks.md); with a setting that client does not implement (a client certificate) the
+    MLflow client loads the same version."""
     name = REGISTERED + "-rest"
     version = register(mlflow_server, tiny_model_dir, name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
