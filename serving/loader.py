@@ -154,11 +154,9 @@ def _resolve_once(settings: ServeSettings, dest: Path, timeout_s: float) -> Load
     target.mkdir(parents=True, exist_ok=True)
     try:
         # the registry's own download location for that version, fetched through the same tracking server
-        local = None
-        if rest is not None:
-            local = rest.download(rest.download_uri(mv), target)
-            why_not = why_not or "its files are not behind the tracking server's artefact proxy"
+        local = rest.download(rest.download_uri(mv), target) if rest is not None else None
         if local is None:
+            why_not = why_not or "its files are not behind the tracking server's artefact proxy"
             log.info("downloading %s with the MLflow client: %s", pinned, why_not)
             local = _mlflow_download(where, name, str(mv.version), target)
     except Exception as e:  # the artifact store can fail in many ways (HTTP, S3, permissions)
