@@ -85,18 +85,25 @@ def _load_in_background(model: Any) -> None:
 
 def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     """Run the predictor until it is stopped; returns the process exit code."""
-    if args.workers != 1:
-        raise ConfigError("--workers must be 1 (scale with replicas)")
+    workers = int(args.workers)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if workers > 1 and settings.load_in_background:
+        raise ConfigError("--workers above 1 loads the model once before the workers start: it cannot load in the "
+                          "background (unset KS_SERVE_LOAD_IN_BACKGROUND)")
+    ports = [args.http_port, *([args.grpc_port] if args.enable_grpc else [])]
+    if workers > 1:
+        from serving.workers import check_free
+
+        check_free(ports)
     _quiet_per_request_logs(settings.request_logs)
     # KServe's V1 endpoint answers with FastAPI's ORJSONResponse, which FastAPI deprecated: a warning on every
     # pod's first V1 request, about code that is not the predictor's and that no setting changes
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
-    from kserve import ModelServer
-
     from serving import feedback
     from serving.model import SentimentModel
-    from serving.server import install_handlers, model_aware_dataplane
+    from serving.server import install_handlers
 
     model = SentimentModel(settings)
     if not settings.load_in_background:
@@ -106,7 +113,27 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
             log.error("cannot load the model: %s", e)
             return e.exit_code
     _tune_gc(settings.gc_threshold)
-    server = ModelServer(
+    install_handlers(model)
+    feedback.install(model)
+    if settings.track == "shadow":  # the copies the stable and canary predictors send (kserve mode)
+        from serving.mirror import install_mirror_route
+
+        install_mirror_route(model)
+    if workers == 1:
+        return _run_server(model, args)
+    from serving.workers import serve_workers
+
+    return serve_workers(workers, lambda index: _run_server(model, args, worker=True))
+
+
+def _run_server(model: Any, args: argparse.Namespace, worker: bool = False) -> int:
+    """Serve ``model`` with KServe's ModelServer in this process (one of several when ``worker``) until it stops;
+    the exit code."""
+    from kserve import ModelServer
+
+    from serving.server import model_aware_dataplane
+
+    options = dict(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=1,
@@ -119,14 +146,14 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
     )
-    server.dataplane = model_aware_dataplane(server.registered_models)
-    install_handlers(model)
-    feedback.install(model)
-    if settings.track == "shadow":  # the copies the stable and canary predictors send (kserve mode)
-        from serving.mirror import install_mirror_route
+    if worker:
+        from serving.workers import WorkerServer
 
-        install_mirror_route(model)
-    if settings.load_in_background:
+        server: ModelServer = WorkerServer(args, **options)
+    else:
+        server = ModelServer(**options)
+    server.dataplane = model_aware_dataplane(server.registered_models)
+    if model.settings.load_in_background:
         server.register_model(model)
         _load_in_background(model)
         server.start([])
@@ -135,7 +162,7 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     if model.emitter is not None:  # the loop has stopped: write what is still queued, seal the journal file
         model.emitter.close()
     if model.load_error:
-        return model.load_exit_code
+        return int(model.load_exit_code)
     return 0
 
 

@@ -42,7 +42,10 @@ def test_conflicting_or_bad_settings_exit_with_config_code(capsys: pytest.Captur
     assert "either model_uri" in capsys.readouterr().err
     assert main(["--model-uri", "s3://bucket/model", "--tracking-uri", "http://127.0.0.1:1"]) == 78
     assert "must look like models:/" in capsys.readouterr().err
-    assert main(["--model-dir", "/x", "--workers", "2"]) == 78
+    assert main(["--model-dir", "/x", "--workers", "0"]) == 78
+    assert "--workers must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["--model-dir", "/x", "--workers", "2", "--http_port", "0"]) == 78  # before any load
+    assert "several workers share fixed ports" in capsys.readouterr().err
     assert main(["--max-texts", "lots"]) == 78
     assert "--max-texts / KS_SERVE_MAX_TEXTS = 'lots'" in capsys.readouterr().err
 
