@@ -334,21 +334,28 @@ class Server:
 
 
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> Server:
-    import httpx
-
     http_port, grpc_port = free_port(), free_port()
     log = (log_dir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command, "--http_port", str(http_port), "--grpc_port", str(grpc_port)],
         stdout=log, stderr=subprocess.STDOUT, env=os.environ | env,
     )
+    wait_ready(name, process, http_port, log_dir / f"{name}.log")
+    return Server(name, process, http_port, grpc_port)
+
+
+def wait_ready(name: str, process: subprocess.Popen[bytes], http_port: int, log: Path) -> None:
+    """Wait (180 s at most) until the server on ``http_port`` has its model ready; exit the benchmark naming the
+    log when it stops or does not get there."""
+    import httpx
+
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{name} server exited with {process.returncode}; see {log_dir / (name + '.log')}")
+            raise SystemExit(f"{name} server exited with {process.returncode}; see {log}")
         try:
             if httpx.get(f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/ready", timeout=2).status_code == 200:
-                return Server(name, process, http_port, grpc_port)
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)  # readiness poll interval, bounded by the deadline above
@@ -488,12 +495,17 @@ def _download_s(tracking_uri: str, model_uri: str, scratch: Path) -> float:
 
 
 def _stop(server: Server) -> None:
-    server.process.terminate()
+    terminate(server.process, 20)
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; returns once the process is gone."""
+    process.terminate()
     try:
-        server.process.wait(timeout=20)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        process.kill()
+        process.wait()
 
 
 @dataclass(frozen=True)

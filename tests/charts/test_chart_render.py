@@ -380,6 +380,15 @@ def test_canary_weight_and_versions_from_values(helm_bin: Path, weight: int) -> 
         ]
 
 
+@pytest.mark.parametrize("mode", ["kserve", "deployment"])
+def test_workers_reach_the_server_in_both_modes(helm_bin: Path, mode: str) -> None:
+    objs = render_app("production", mode, *CANARY, "serving.workers=2")
+    servers = [c for o in objs if o["kind"] in ("ServingRuntime", "Deployment")
+               for c in (o["spec"].get("containers") or o["spec"]["template"]["spec"]["containers"])
+               if c["name"] in ("serve", "kserve-container")]
+    assert servers and all("--workers=2" in c["args"] for c in servers)
+
+
 def test_kserve_mode_runs_the_charts_serving_runtime(helm_bin: Path) -> None:
     """What KServe v0.20's webhook wants of an InferenceService with spec.canary[] (inference_service_validation.go
     validateCanarySpecs): a stable predictor with a model (or storageUri), a named canary with exactly one
@@ -394,6 +403,7 @@ def test_kserve_mode_runs_the_charts_serving_runtime(helm_bin: Path) -> None:
         assert runtime["spec"]["protocolVersions"] == ["v1", "v2"]
         [server] = runtime["spec"]["containers"]
         assert server["name"] == "kserve-container" and server["args"][0] == "serve"
+        assert not [a for a in server["args"] if a.startswith("--workers")]  # one process unless asked
         assert {p["name"]: p["containerPort"] for p in server["ports"]} == {"http": 8080, "grpc": 8081}
         isvc = one(objs, "InferenceService")
         stable, canary = isvc["spec"]["predictor"], isvc["spec"]["canary"][0]["predictor"]
@@ -551,6 +561,7 @@ def _write(tmp_path: Path, name: str, content: dict[str, Any]) -> Path:
         ("kube-sentiment", {"retrain": {"trigger": {"verdicts": ["drift", "always"]}}}, "/retrain/trigger/verdicts"),
         ("kube-sentiment", {"train": {"productionData": {"enabled": True}}}, "needs serving.logText"),
         ("kube-sentiment", {"drift": {"quality": {"lateness": "a week"}}}, "/drift/quality/lateness"),
+        ("kube-sentiment", {"serving": {"workers": 0}}, "/serving/workers"),
         ("mlflow", {"backendStore": {"type": "database"}}, "existingSecret"),
         ("mlflow", {"persistance": {"enabled": True}}, "additional properties 'persistance' not allowed"),
         ("mlflow", {"resources": {"limits": {"cpu": "-1"}}}, "/resources/limits/cpu"),

@@ -30,6 +30,9 @@ each track's container named `serve`; kserve mode in the ServingRuntime's `kserv
     - serve
     - {{ printf "--http_port=%d" ($v.serving.ports.http | int) | quote }}
     - {{ printf "--grpc_port=%d" ($v.serving.ports.grpc | int) | quote }}
+    {{- if gt ($v.serving.workers | int) 1 }}
+    - {{ printf "--workers=%d" ($v.serving.workers | int) | quote }}
+    {{- end }}
     {{- range $v.serving.extraArgs }}
     - {{ . | quote }}
     {{- end }}
