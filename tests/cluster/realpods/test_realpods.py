@@ -179,8 +179,14 @@ def gateway_traffic(flow: Any, **kwargs: Any) -> Traffic:
 @pytest.mark.parametrize("flow", ["deployment", "kserve"], indirect=True, scope="class")
 class TestServingMode:
     def test_staging_helm_test_and_in_cluster_calls(self, real: Any, step: Any) -> None:
-        deploy(real, "staging", step.mode)
+        # deployment mode's staging runs two worker processes per pod (serving.workers): the same calls reach them
+        workers = ["--set", "serving.workers=2"] if step.mode == "deployment" else []
+        deploy(real, "staging", step.mode, *workers)
         step.staging.calls()
+        if workers:
+            [predictor] = step.staging.get("deployments", selector="app.kubernetes.io/component=serving")
+            logs = step.staging.kubectl("logs", f"deployment/{predictor['metadata']['name']}", "-c", "serve").stdout
+            assert "starting 2 workers" in logs and "worker 1 started" in logs, logs[-2000:]
 
     def test_production_stable_then_continuous_traffic(self, real: Any, step: Any) -> None:
         deploy(real, "production", step.mode, "--set", "serving.stable.modelVersion=1")
