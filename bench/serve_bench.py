@@ -73,8 +73,6 @@ def _comparison_model(kind: str, model_dir: Path) -> Any:
     from kserve import Model
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-    from serving.loader import load_local
-
     class NoopModel(Model):
         """Returns a constant one-text answer; never looks at the input."""
 
@@ -97,6 +95,8 @@ def _comparison_model(kind: str, model_dir: Path) -> Any:
         """The standard predictor: ``predict`` calls the sklearn pipeline's ``predict_proba``."""
 
         def load(self) -> bool:
+            from serving.loader import load_local  # imports scikit-learn, which the no-op must not pay for
+
             bundle = load_local(model_dir, None).bundle
             self.pipeline = bundle.pipeline
             self.classes = list(bundle.classes)

@@ -82,3 +82,18 @@ def test_startup_table_gives_median_and_range_and_says_why_a_row_is_missing() ->
     assert "| ours, numba, empty cache | 6.00 (5.00-7.00) | 452 (450-455) |" in lines
     assert lines[-1] == ("No ahead-of-time row: no ahead-of-time build (No module named 'serving._kernels_aot') "
                          "(python -m serving.aot builds it).")
+
+
+def test_the_no_op_server_imports_no_scikit_learn(tmp_path: Path) -> None:
+    """The no-op is KServe's ceiling, start-up included: it must not pay for importing scikit-learn (and SciPy),
+    which only the baseline needs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from pathlib import Path; from bench.serve_bench import _comparison_model; "
+        f"m = _comparison_model('noop', Path({str(tmp_path)!r})); m.load(); "
+        "print(m.ready, sorted(n for n in ('sklearn', 'scipy', 'serving.loader') if n in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split("\n")[-2] == "True []", out.stdout + out.stderr
