@@ -25,7 +25,7 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("model.run", "train, evaluate, register and gate a model version (the training Job)"),
+    "train": Command("control.train", "train, evaluate, register and gate a model version (the training Job)"),
     "serve": Command("serving.__main__", "the KServe predictor: V1/V2 REST on 8080, V2 gRPC on 8081"),
     "ship": Command("serving.shipper.main", "the monitoring sidecar: spool prediction events, write them to a sink"),
     "drift": Command("control.drift.main", "compare a window of logged predictions with the training reference"),

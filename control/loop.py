@@ -264,7 +264,7 @@ def run_loop(settings: LoopSettings) -> dict[str, Any]:
         return run_feedback(settings)
     from control.drift.main import run as run_drift
     from control.drift.settings import DriftSettings
-    from model.run import train_and_gate
+    from control.train import train_and_gate
     from model.settings import TrackingSettings, TrainSettings
 
     loop = Loop(settings)

@@ -89,7 +89,7 @@ def run_feedback(settings: LoopSettings) -> dict[str, Any]:
     from control.feedback.settings import SnapshotSettings
     from control.feedback.snapshot import run_snapshot
     from control.retrain import reasons
-    from model.run import train_and_gate
+    from control.train import train_and_gate
     from model.settings import DataSettings, TrackingSettings, TrainSettings
 
     loop = Loop(settings)

@@ -205,8 +205,8 @@ def register_permuted(tracking: str, model_name: str, version: str, work: Path) 
 def rollout_scenario(settings: LoopSettings, tracking: str, model_name: str, stable_version: str,
                      texts: list[str]) -> dict[str, Any]:
     """Register the candidate, roll it out against ``stable_version``; return what happened."""
+    from control.train import train_and_gate
     from model.data import DataSettings
-    from model.run import train_and_gate
     from model.settings import TrackingSettings, TrainSettings
 
     state = settings.state_dir.resolve() / "rollout"

@@ -10,6 +10,8 @@ Layout (an MLflow ``sklearn`` flavour model plus three kube-sentiment files)::
                              fingerprints, git commit, parameters, metrics
     reference_profile.json   the training reference profile for drift detection (see ``model.profile``)
     MODEL_CARD.md            what this model can and cannot do: holdout and behaviour-suite scores (``model.card``)
+    fastpath.npz             optional: the predictor's inference tables, derived from model.pkl (written by
+                             ``serving.fastpath.export_tables`` when ``kube-sentiment train`` saves the model)
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml  # type: ignore[import-untyped]
-from sklearn.pipeline import Pipeline
 
 from model.errors import ModelArtifactError
+
+if TYPE_CHECKING:  # scikit-learn is imported where a pipeline is unpickled, not by reading a directory
+    from sklearn.pipeline import Pipeline
 
 FORMAT = "kube-sentiment.model/v1"
 METADATA_FILE = "kube_sentiment.json"
@@ -32,13 +37,20 @@ PROFILE_FILE = "reference_profile.json"
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model directory."""
+    """A loaded model directory. The pipeline is unpickled on first use of :attr:`pipeline` (at once by
+    :func:`load_model_dir` unless asked not to)."""
 
-    pipeline: Pipeline
     classes: tuple[str, ...]
     metadata: dict[str, Any]
     profile: dict[str, Any] | None
     path: Path
+    model_file: Path
+    """The pickled pipeline (the file the MLmodel spec names)."""
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The fitted sklearn pipeline; ``ModelArtifactError`` when the file does not hold one."""
+        return _unpickle(self.model_file)
 
 
 def save_model_dir(
@@ -93,12 +105,9 @@ def _pickle_path(path: Path) -> Path:
     return model_file
 
 
-def load_model_dir(path: Path) -> ModelBundle:
-    """Load a model directory written by :func:`save_model_dir`; errors name the missing or broken part."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelArtifactError(f"model directory {path} does not exist")
-    model_file = _pickle_path(path)
+def _unpickle(model_file: Path) -> Pipeline:
+    from sklearn.pipeline import Pipeline
+
     try:
         with model_file.open("rb") as fh:
             pipeline = pickle.load(fh)
@@ -106,6 +115,18 @@ def load_model_dir(path: Path) -> ModelBundle:
         raise ModelArtifactError(f"{model_file} cannot be unpickled ({type(e).__name__}: {e})") from e
     if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "classes_"):
         raise ModelArtifactError(f"{model_file} does not hold a fitted sklearn Pipeline")
+    return pipeline
+
+
+def load_model_dir(path: Path, unpickle: bool = True) -> ModelBundle:
+    """Load a model directory written by :func:`save_model_dir`; errors name the missing or broken part.
+
+    ``unpickle=False`` leaves the pipeline in its file until :attr:`ModelBundle.pipeline` is first read (the
+    predictor serving from ``fastpath.npz`` never reads it); the classes then come from the metadata."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelArtifactError(f"model directory {path} does not exist")
+    model_file = _pickle_path(path)
     meta_file = path / METADATA_FILE
     try:
         metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -116,10 +137,13 @@ def load_model_dir(path: Path) -> ModelBundle:
         profile = json.loads(profile_file.read_text()) if profile_file.is_file() else None
     except json.JSONDecodeError as e:
         raise ModelArtifactError(f"{profile_file} is not valid JSON: {e}") from e
-    return ModelBundle(
-        pipeline=pipeline,
-        classes=tuple(str(c) for c in pipeline.classes_),
-        metadata=metadata,
-        profile=profile,
-        path=path,
-    )
+    classes = metadata.get("classes") if isinstance(metadata, dict) else None
+    pipeline = None
+    if unpickle or not (isinstance(classes, list) and classes):
+        pipeline = _unpickle(model_file)
+        classes = list(pipeline.classes_)
+    bundle = ModelBundle(classes=tuple(str(c) for c in classes), metadata=metadata, profile=profile, path=path,
+                         model_file=model_file)
+    if pipeline is not None:
+        bundle.__dict__["pipeline"] = pipeline  # the cached_property's slot: not unpickled twice
+    return bundle

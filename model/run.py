@@ -1,5 +1,5 @@
-"""The training run behind ``kube-sentiment train`` (also ``python -m model``): data → fit → evaluate (holdout and
-behaviour suite) → profile → log → register → gate.
+"""The training run behind ``kube-sentiment train``: data → fit → evaluate (holdout and behaviour suite) → profile →
+save (plus what the ``exporters`` add to the model directory) → log → register → gate.
 
 The tracking server is reached first (with a deadline) so a dead server fails the run before any work; the
 version is registered before the gate so a refused model is still inspectable, tagged with why it was refused.
@@ -15,7 +15,7 @@ import logging
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,11 @@ from model.progress import stage
 from model.settings import TrainSettings
 
 log = logging.getLogger(__name__)
+
+Exporter = Callable[[Any, Path], str]
+"""Writes more files into a saved model directory, from the fitted pipeline; returns "" when it did, else why not
+(logged; the model is registered without them). ``kube-sentiment train`` passes the predictor's tables
+(:mod:`control.train`): model/ does not import serving/."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def git_commit(explicit: str | None) -> str:
         return "unknown"
 
 
-def train_and_gate(settings: TrainSettings) -> TrainResult:
+def train_and_gate(settings: TrainSettings, exporters: Sequence[Exporter] = ()) -> TrainResult:
     """Run the whole training stage against the tracking server named in ``settings``."""
     import mlflow
 
@@ -152,6 +157,11 @@ def train_and_gate(settings: TrainSettings) -> TrainResult:
             metadata["recent_metrics"] = candidate_recent.metrics()
     save_model_dir(model_dir, pipeline, metadata, reference, input_example=holdout_texts[:3])
     (model_dir / card.CARD_FILE).write_text(card.render(metadata, candidate, candidate_behaviour))
+    for export in exporters:
+        with stage(f"export {getattr(export, '__name__', 'files')}"):
+            why_not = export(pipeline, model_dir)
+        if why_not:
+            log.warning("%s wrote nothing: %s", getattr(export, "__qualname__", export), why_not)
 
     mlflow.set_tracking_uri(tracking.tracking_uri)
     experiment = mlflow.set_experiment(tracking.experiment)
@@ -255,16 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-def _train(settings: TrainSettings, _: argparse.Namespace) -> Outcome:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        result = train_and_gate(settings)
-    except MlflowException as e:
-        raise KubeSentimentError(f"MLflow refused the request: {e.message}") from e
-    return Outcome(result.exit_code, result.summary())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, exporters: Sequence[Exporter] = ()) -> int:
     """``kube-sentiment train [flags]``: returns the exit code."""
-    return run_process(TrainSettings, argv, _train, parser=build_parser())
+
+    def train_run(settings: TrainSettings, _: argparse.Namespace) -> Outcome:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            result = train_and_gate(settings, exporters)
+        except MlflowException as e:
+            raise KubeSentimentError(f"MLflow refused the request: {e.message}") from e
+        return Outcome(result.exit_code, result.summary())
+
+    return run_process(TrainSettings, argv, train_run, parser=build_parser())

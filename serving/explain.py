@@ -11,12 +11,14 @@ come from sklearn's own ``transform``; this is the ``:explain`` verb, not the ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from serving.fastpath import linear_head
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 TOP_FEATURES = 10
 """Contributions listed per class and text (the rest are summed into ``rest``)."""

@@ -14,23 +14,20 @@ configuration it does not reproduce exactly (including a scikit-learn version it
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
+import unicodedata
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import sklearn
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.naive_bayes import MultinomialNB
-from sklearn.pipeline import FeatureUnion, Pipeline
 
-from model.lexicon import FEATURES as LEXICON_FEATURES
-from model.lexicon import LexiconFeatures
 from serving import kernels
 from serving.kernels import (
     KIND_CHAR_WB,
@@ -47,11 +44,30 @@ from serving.kernels import (
     RULE_SOFTMAX,
 )
 
+if TYPE_CHECKING:  # scikit-learn is imported only where a pipeline is read: serving from the tables needs none
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
+
+    from model.lexicon import LexiconFeatures
+
 VERIFIED_SKLEARN = ("1.7.2",)
 """scikit-learn versions whose fitted objects the fast path was verified to reproduce (their attributes and
 ``predict_proba`` rules); on any other version it stands aside and sklearn answers."""
 _NORMS = {"l2": NORM_L2, "l1": NORM_L1, None: NORM_NONE}
 _RULES = {"ovr": RULE_OVR, "softmax": RULE_SOFTMAX, "nb": RULE_NB}
+TABLES_FILE = "fastpath.npz"
+"""The tables in a model directory, beside the pickle they were derived from (:func:`export_tables`)."""
+TABLES_FORMAT = "kube-sentiment.fastpath/v1"
+WARMUP_TEXTS = (
+    "what a great day",
+    "this is terrible",
+    "the meeting is at noon",
+    "I LOVE it!!! :)",
+    "nothing to see here, nothing at all",
+    "x",
+)
+"""What the predictor checks the fast path on before it becomes ready (against sklearn's answers, or the answers
+sklearn gave when the tables were written)."""
 
 
 class ProbaFn(Protocol):
@@ -131,6 +147,8 @@ def _lexicon_block(lexicon: LexiconFeatures, offset: int) -> tuple[_Block | None
         return None, "the lexicon features are not fitted"
     if type(lexicon.window) is not int or lexicon.window < 1:
         return None, f"lexicon window {lexicon.window!r} is not a positive integer"
+    from model.lexicon import FEATURES as LEXICON_FEATURES
+
     names = {name: j for j, name in enumerate(LEXICON_FEATURES)}
     return _Block(kind=KIND_LEXICON, vocabulary=names, offset=offset, min_n=lexicon.window, max_n=lexicon.window,
                   min_token=0, sublinear=False, binary=False, norm=NORM_NONE, lexicon=lexicon), ""
@@ -138,6 +156,10 @@ def _lexicon_block(lexicon: LexiconFeatures, offset: int) -> tuple[_Block | None
 
 def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
     """Describe one fitted feature step, or say why the fast path cannot reproduce it."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from model.lexicon import LexiconFeatures
+
     if type(vec) is LexiconFeatures:
         return _lexicon_block(vec, offset)
     if type(vec) is not TfidfVectorizer:
@@ -169,6 +191,9 @@ def _block(vec: Any, offset: int) -> tuple[_Block | None, str]:
 
 def linear_head(clf: Any, n_features: int) -> tuple[np.ndarray, np.ndarray, str] | str:
     """``(coef.T, intercept, rule)`` of a supported classifier, or the reason it is not supported."""
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.naive_bayes import MultinomialNB
+
     n_classes = len(clf.classes_)
     if type(clf) is LogisticRegression:
         multi = getattr(clf, "multi_class", "deprecated")
@@ -268,6 +293,114 @@ def _feature_rows(
     return rows, values, row_of
 
 
+@dataclass(frozen=True)
+class Tables:
+    """Everything the compiled call needs, read from a fitted pipeline: what ``fastpath.npz`` holds."""
+
+    spec: np.ndarray
+    """One row per vectorizer of the union: :data:`serving.kernels.BLOCK_COLUMNS`, then its first column and its
+    number of columns in the joint feature space."""
+    table: np.ndarray
+    """The hash table of the kernel blocks' terms (:func:`serving.kernels.build_table`)."""
+    idf: np.ndarray
+    coef_t: np.ndarray
+    """``(n_features, n_scores)``; the lexicon's rows already multiplied by its scale."""
+    intercept: np.ndarray
+    rule: str
+    lex_table: np.ndarray
+    lex_kind: np.ndarray
+    lex_value: np.ndarray
+    extra: tuple[_Block, ...] = ()
+    """Vectorizers served by sklearn's own analyzer (such tables are not written to a file)."""
+
+
+_ARRAYS = ("spec", "table", "idf", "coef_t", "intercept", "lex_table", "lex_kind", "lex_value")
+
+
+def _tables(pipeline: Pipeline) -> tuple[Tables | None, str]:
+    """The tables of a fitted pipeline, or ``(None, reason)`` when the fast path cannot be exact for it."""
+    import sklearn
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if sklearn.__version__ not in VERIFIED_SKLEARN:
+        return None, (f"scikit-learn {sklearn.__version__} is not a version the fast path was verified against "
+                      f"({', '.join(VERIFIED_SKLEARN)})")
+    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+        return None, "pipeline is not exactly (features, classifier)"
+    features, clf = pipeline.steps[0][1], pipeline.steps[1][1]
+    if isinstance(features, FeatureUnion):
+        if features.transformer_weights:
+            return None, "FeatureUnion has transformer_weights"
+        vecs = [t for _, t in features.transformer_list if t not in ("drop", None)]
+        if any(t == "passthrough" for t in vecs):
+            return None, "FeatureUnion has a passthrough step"
+    else:
+        vecs = [features]
+    blocks: list[_Block] = []
+    idfs: list[np.ndarray] = []
+    offset = 0
+    for vec in vecs:
+        block, reason = _block(vec, offset)
+        if block is None:
+            return None, reason
+        tfidf = getattr(vec, "_tfidf", None)
+        idf = getattr(tfidf, "idf_", None) if block.kind != KIND_LEXICON and vec.use_idf else None
+        idfs.append(np.ones(block.size) if idf is None else np.asarray(idf, dtype=np.float64))
+        if idfs[-1].shape[0] != block.size:
+            return None, "idf_ and vocabulary_ sizes differ"
+        blocks.append(block)
+        offset += block.size
+    if not hasattr(clf, "classes_"):
+        return None, "classifier is not fitted"
+    head = linear_head(clf, offset)
+    if isinstance(head, str):
+        return None, head
+    coef_t, intercept, rule = head
+    if len(blocks) > 127:
+        return None, f"{len(blocks)} vectorizers (at most 127)"
+    lexicons = [b for b in blocks if b.kind == KIND_LEXICON]
+    if len(lexicons) > 1:
+        return None, f"{len(lexicons)} lexicon feature steps (at most one)"
+    if lexicons:  # the kernel computes log1p(sum); the step's scale goes into the coefficients
+        coef_t = coef_t.copy()
+    for b in lexicons:
+        coef_t[b.offset : b.offset + b.size] *= b.lexicon.scale  # type: ignore[union-attr]
+    table = _kernel_table(blocks)
+    if table is None:
+        return None, "two vocabulary terms have the same 64-bit hash"
+    lexicon_table = _lexicon_table(lexicons[0].lexicon if lexicons else None)
+    if lexicon_table is None:
+        return None, "two lexicon entries have the same 64-bit hash"
+    spec = np.array([[*b.row(), b.offset, b.size] for b in blocks], dtype=np.int64)
+    return Tables(spec, table, np.concatenate(idfs), coef_t, intercept, rule, *lexicon_table,
+                  extra=tuple(b for b in blocks if b.kind == KIND_EXTRA)), ""
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Texts the predictor checks the fast path on before it becomes ready, and sklearn's probabilities for them."""
+
+    texts: tuple[str, ...]
+    probabilities: np.ndarray
+
+    def problem(self, proba: ProbaFn) -> str:
+        """What is wrong with ``proba`` on these texts ("" when it equals sklearn within 1e-9)."""
+        try:
+            got = proba.predict_proba(list(self.texts))
+        except Exception as e:  # any failure means: do not serve with it
+            return f"failed on the warm-up texts ({type(e).__name__}: {e})"
+        expected = self.probabilities
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=0.0, atol=1e-9):
+            return "disagreed with sklearn on the warm-up texts"
+        return ""
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file (the pickle the tables were derived from)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 class FastPath:
     """``predict_proba`` of a TF-IDF (one vectorizer or a FeatureUnion of them) + linear classifier pipeline.
 
@@ -279,33 +412,33 @@ class FastPath:
 
     kind = "fast"
 
-    def __init__(
-        self, blocks: list[_Block], table: np.ndarray, idf: np.ndarray, coef_t: np.ndarray, intercept: np.ndarray,
-        rule: str, lexicon_table: tuple[np.ndarray, np.ndarray, np.ndarray],
-    ) -> None:
-        """Use :meth:`from_pipeline`; this takes the already extracted parameters."""
-        n_features = int(idf.shape[0])
-        block_of = np.empty(n_features, dtype=np.int64)
-        for i, b in enumerate(blocks):
-            block_of[b.offset : b.offset + b.size] = i
-        self.block_kinds = tuple(b.kind for b in blocks)
-        """Which extraction serves each vectorizer of the union, in order (the blocks themselves are not kept:
-        they hold the vocabularies)."""
-        self._blocks_param = np.array([b.row() for b in blocks], dtype=np.int64)
-        self._extra = [b for b in blocks if b.kind == KIND_EXTRA]
-        self._kernel_text = any(b.kind != KIND_EXTRA for b in blocks)
-        self._n_slots = int(table.shape[0])
-        extra_columns = [np.arange(b.offset, b.offset + b.size) for b in blocks if b.kind in (KIND_EXTRA, KIND_LEXICON)]
-        self._rows, self._values, self._row_of = _feature_rows(table, extra_columns, block_of, idf, coef_t)
-        needs_words = any(b.kind in (KIND_WORD, KIND_LEXICON) for b in blocks)
-        self._word_char = _word_characters() if needs_words else np.zeros(1, np.bool_)
-        self._lex_table, self._lex_kind, self._lex_value = lexicon_table
-        lexicon = next((b for b in blocks if b.kind == KIND_LEXICON), None)
-        self._lex_rows = (self._row_of[lexicon.offset : lexicon.offset + lexicon.size] if lexicon is not None
+    def __init__(self, tables: Tables, word_characters: np.ndarray | None = None) -> None:
+        """Use :meth:`from_pipeline` or :meth:`load`; ``word_characters`` is :func:`_word_characters`' table when
+        the caller has it."""
+        spec, idf = tables.spec, tables.idf
+        kinds, offsets, sizes = (spec[:, i].tolist() for i in (0, -2, -1))
+        block_of = np.repeat(np.arange(len(kinds), dtype=np.int64), sizes)
+        self.block_kinds = tuple(kinds)
+        """Which extraction serves each vectorizer of the union, in order (the vocabularies are not kept)."""
+        self._blocks_param = np.ascontiguousarray(spec[:, : len(kernels.BLOCK_COLUMNS)], dtype=np.int64)
+        self._extra = list(tables.extra)
+        self._kernel_text = any(k != KIND_EXTRA for k in kinds)
+        self._n_slots = int(tables.table.shape[0])
+        extra_columns = [np.arange(o, o + n) for k, o, n in zip(kinds, offsets, sizes, strict=True)
+                         if k in (KIND_EXTRA, KIND_LEXICON)]
+        self._rows, self._values, self._row_of = _feature_rows(tables.table, extra_columns, block_of, idf,
+                                                               tables.coef_t)
+        needs_words = any(k in (KIND_WORD, KIND_LEXICON) for k in kinds)
+        if not needs_words:
+            word_characters = np.zeros(1, np.bool_)
+        self._word_char = _word_characters() if word_characters is None else word_characters
+        self._lex_table, self._lex_kind, self._lex_value = tables.lex_table, tables.lex_kind, tables.lex_value
+        lexicon = next(((o, n) for k, o, n in zip(kinds, offsets, sizes, strict=True) if k == KIND_LEXICON), None)
+        self._lex_rows = (self._row_of[lexicon[0] : lexicon[0] + lexicon[1]] if lexicon is not None
                           else np.empty(0, np.int64))
-        self._intercept = np.ascontiguousarray(intercept, dtype=np.float64)
-        self._rule = _RULES[rule]
-        self._touched = np.zeros(n_features + 1, dtype=np.int64)
+        self._intercept = np.ascontiguousarray(tables.intercept, dtype=np.float64)
+        self._rule = _RULES[tables.rule]
+        self._touched = np.zeros(int(idf.shape[0]) + 1, dtype=np.int64)
         self._lock = threading.Lock()
         self._no_ids = np.empty(0, dtype=np.int64)
         self._no_codes = np.empty(0, dtype=np.uint32)
@@ -313,56 +446,41 @@ class FastPath:
     @classmethod
     def from_pipeline(cls, pipeline: Pipeline) -> tuple[FastPath | None, str]:
         """Build the fast path from a fitted pipeline, or return ``(None, reason)`` when it cannot be exact."""
-        if sklearn.__version__ not in VERIFIED_SKLEARN:
-            return None, (f"scikit-learn {sklearn.__version__} is not a version the fast path was verified against "
-                          f"({', '.join(VERIFIED_SKLEARN)})")
-        if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
-            return None, "pipeline is not exactly (features, classifier)"
-        features, clf = pipeline.steps[0][1], pipeline.steps[1][1]
-        if isinstance(features, FeatureUnion):
-            if features.transformer_weights:
-                return None, "FeatureUnion has transformer_weights"
-            vecs = [t for _, t in features.transformer_list if t not in ("drop", None)]
-            if any(t == "passthrough" for t in vecs):
-                return None, "FeatureUnion has a passthrough step"
-        else:
-            vecs = [features]
-        blocks: list[_Block] = []
-        idfs: list[np.ndarray] = []
-        offset = 0
-        for vec in vecs:
-            block, reason = _block(vec, offset)
-            if block is None:
-                return None, reason
-            tfidf = getattr(vec, "_tfidf", None)
-            idf = getattr(tfidf, "idf_", None) if block.kind != KIND_LEXICON and vec.use_idf else None
-            idfs.append(np.ones(block.size) if idf is None else np.asarray(idf, dtype=np.float64))
-            if idfs[-1].shape[0] != block.size:
-                return None, "idf_ and vocabulary_ sizes differ"
-            blocks.append(block)
-            offset += block.size
-        if not hasattr(clf, "classes_"):
-            return None, "classifier is not fitted"
-        head = linear_head(clf, offset)
-        if isinstance(head, str):
-            return None, head
-        coef_t, intercept, rule = head
-        if len(blocks) > 127:
-            return None, f"{len(blocks)} vectorizers (at most 127)"
-        lexicons = [b for b in blocks if b.kind == KIND_LEXICON]
-        if len(lexicons) > 1:
-            return None, f"{len(lexicons)} lexicon feature steps (at most one)"
-        if lexicons:  # the kernel computes log1p(sum); the step's scale goes into the coefficients
-            coef_t = coef_t.copy()
-        for b in lexicons:
-            coef_t[b.offset : b.offset + b.size] *= b.lexicon.scale  # type: ignore[union-attr]
-        table = _kernel_table(blocks)
-        if table is None:
-            return None, "two vocabulary terms have the same 64-bit hash"
-        lexicon_table = _lexicon_table(lexicons[0].lexicon if lexicons else None)
-        if lexicon_table is None:
-            return None, "two lexicon entries have the same 64-bit hash"
-        return cls(blocks, table, np.concatenate(idfs), coef_t, intercept, rule, lexicon_table), ""
+        tables, reason = _tables(pipeline)
+        return (None, reason) if tables is None else (cls(tables), "")
+
+    @classmethod
+    def load(cls, path: Path, model_file: Path, classes: Sequence[str]) -> tuple[FastPath | None, Warmup | None, str]:
+        """The fast path from a tables file written by :func:`export_tables`, with the warm-up texts and sklearn's
+        answers to them stored beside it; ``(None, None, reason)`` when the file cannot be used (another format or
+        kernel source, derived from another pickle or for other classes, unreadable): the caller reads the
+        pickle instead."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            return None, None, f"{path} cannot be read ({type(e).__name__}: {e})"
+        try:
+            if str(data["format"]) != TABLES_FORMAT:
+                return None, None, f"{path} has format {data['format']}, not {TABLES_FORMAT}"
+            if int(data["kernels_digest"]) != kernels.source_digest():
+                return None, None, f"{path} was written for another version of {kernels.__name__}"
+            if str(data["model_sha256"]) != _file_digest(model_file):
+                return None, None, f"{path} was derived from another pickle than {model_file}"
+            if [str(c) for c in data["classes"]] != list(classes):
+                return None, None, f"{path} has classes {data['classes'].tolist()}, the model {list(classes)}"
+            tables = Tables(rule=str(data["rule"]), **{name: data[name] for name in _ARRAYS})
+            spec = tables.spec
+            if (spec.ndim != 2 or spec.shape[1] != len(kernels.BLOCK_COLUMNS) + 2 or KIND_EXTRA in spec[:, 0]
+                    or int(spec[:, -1].sum()) != tables.idf.shape[0] or tables.rule not in _RULES):
+                return None, None, f"{path} does not describe tables the kernel can use"
+            words = None
+            if str(data["unidata_version"]) == unicodedata.unidata_version:
+                words = data["word_characters"]
+            warmup = Warmup(tuple(str(t) for t in data["warmup_texts"]), data["warmup_probabilities"])
+            return cls(tables, words), warmup, ""
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            return None, None, f"{path} is incomplete ({type(e).__name__}: {e})"
 
     def _extra_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Columns found by the Python analyzers (``KIND_EXTRA`` blocks) for every text, and each text's start."""
@@ -393,6 +511,47 @@ class FastPath:
                 self._n_slots, self._intercept, self._rule, self._touched, self._lex_table, self._lex_kind,
                 self._lex_value, self._lex_rows,
             )
+
+
+def export_tables(pipeline: Pipeline, model_dir: Path) -> str:
+    """Write the fast path's tables into a saved model directory whose pickle holds ``pipeline`` (``fastpath.npz``,
+    with sklearn's answers to the warm-up texts), so that a predictor starts without unpickling the pipeline or
+    importing scikit-learn. Returns "" when written, else why not (the predictor then reads the pickle)."""
+    import os
+    import tempfile
+
+    import sklearn
+
+    from model.artifacts import load_model_dir
+
+    model_file = load_model_dir(model_dir, unpickle=False).model_file
+    tables, reason = _tables(pipeline)
+    if tables is None:
+        return reason
+    if tables.extra:
+        return "a vectorizer needs sklearn's own analyzer at serving time"
+    warmup = Warmup(WARMUP_TEXTS, np.asarray(pipeline.predict_proba(list(WARMUP_TEXTS)), dtype=np.float64))
+    problem = warmup.problem(FastPath(tables))
+    if problem:
+        return f"the fast path {problem}"
+    fields = {name: getattr(tables, name) for name in _ARRAYS} | {
+        "rule": np.array(tables.rule), "format": np.array(TABLES_FORMAT),
+        "kernels_digest": np.array(kernels.source_digest(), dtype=np.int64),
+        "model_sha256": np.array(_file_digest(model_file)),
+        "classes": np.array([str(c) for c in pipeline.classes_]),
+        "sklearn_version": np.array(sklearn.__version__),
+        "unidata_version": np.array(unicodedata.unidata_version), "word_characters": _word_characters(),
+        "warmup_texts": np.array(warmup.texts), "warmup_probabilities": warmup.probabilities,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".fastpath-", suffix=".npz", dir=model_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **fields)
+        os.chmod(tmp, 0o644)  # like the directory's other files (mkstemp makes it private)
+        os.replace(tmp, Path(model_dir) / TABLES_FILE)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return ""
 
 
 def build_proba_fn(pipeline: Pipeline, allow_fast: bool = True) -> tuple[ProbaFn, str]:

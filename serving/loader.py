@@ -119,10 +119,10 @@ def _local_version(bundle: ModelBundle) -> str:
 
 
 def load_local(root: Path, version_override: str | None) -> LoadedModel:
-    """Load the model directory at (or one level below) ``root``."""
+    """Load the model directory at (or one level below) ``root`` (its pipeline is unpickled on first use)."""
     path = find_model_dir(root)
     try:
-        bundle = load_model_dir(path)
+        bundle = load_model_dir(path, unpickle=False)
     except ModelArtifactError as e:
         raise ModelLoadError(str(e)) from e
     name = bundle.metadata.get("registered_model")

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -27,20 +27,23 @@ from kserve.model import InferenceVerb
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import CollectorRegistry
-from sklearn.pipeline import Pipeline
 
-from model.artifacts import load_model_dir
+from model.artifacts import ModelBundle, load_model_dir
+from model.errors import ModelArtifactError
 from serving import kernels
 from serving.batching import MicroBatcher
 from serving.emitter import EventContext, EventEmitter
 from serving.errors import BadInput, ModelLoadError, NotReady, UnknownVersion, status_of
 from serving.eventlog.journal import JournalWriter
 from serving.explain import Explainer
-from serving.fastpath import ProbaFn, build_proba_fn
+from serving.fastpath import TABLES_FILE, WARMUP_TEXTS, FastPath, ProbaFn, Warmup, build_proba_fn
 from serving.loader import load as load_artefact
 from serving.metrics import ServingMetrics
 from serving.mirror import Mirror
 from serving.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,6 @@ ID_OUTPUT = "id"
 #: Response header carrying the request id; each text's prediction id is ``<request id>:<index>``.
 REQUEST_ID_HEADER = "x-request-id"
 PLATFORM = "kube-sentiment/sklearn"
-WARMUP_TEXTS = (
-    "what a great day",
-    "this is terrible",
-    "the meeting is at noon",
-    "I LOVE it!!! :)",
-    "nothing to see here, nothing at all",
-    "x",
-)
 JSON_CONTENT_TYPES = frozenset(
     # what V1 accepts as JSON: KServe's JSON types, any parameters, no type at all, and curl's default
     ("application/json", "application/cloudevents+json", "application/ld+json", "application/octet-stream", "",
@@ -116,9 +111,41 @@ class SentimentModel(Model):
         self._emitter: EventEmitter | None = None
         self._mirror: Mirror | None = None
         self._pipeline: Pipeline | None = None  # kept only while sklearn serves
+        self._from_tables = False
         self._explainer: Explainer | None = None
         self._explainer_lock = asyncio.Lock()
         self._classes_arr = np.array([], dtype=object)
+
+    def _proba_fn(self, bundle: ModelBundle, source: str) -> tuple[ProbaFn, str]:
+        """What serves: the fast path from the directory's tables (nothing unpickled, no scikit-learn imported) or
+        built from the pipeline, checked on the warm-up texts; sklearn itself when the fast path cannot be exact
+        (the reason is returned) or disagrees."""
+        self._from_tables = False
+        tables = bundle.path / TABLES_FILE
+        if self.settings.fast_path and tables.is_file():
+            fast, warmup, why = FastPath.load(tables, bundle.model_file, bundle.classes)
+            if fast is not None and warmup is not None:
+                why = warmup.problem(fast)
+                if not why:
+                    self._from_tables = True
+                    return fast, ""
+                why = f"the fast path from {tables} {why}"
+            log.warning("%s; reading the pickle instead", why)
+        try:
+            pipeline = bundle.pipeline
+        except ModelArtifactError as e:  # unpickled only now: a broken pickle fails the load here
+            raise ModelLoadError(str(e)) from e
+        proba, reason = build_proba_fn(pipeline, allow_fast=self.settings.fast_path)
+        try:
+            warmup = Warmup(WARMUP_TEXTS, np.asarray(pipeline.predict_proba(list(WARMUP_TEXTS)), dtype=np.float64))
+        except Exception as e:  # a model that cannot predict must not become ready
+            raise ModelLoadError(f"warm-up prediction of {source} failed: {type(e).__name__}: {e}") from e
+        problem = warmup.problem(proba)  # the first fast call also compiles the kernels (or loads numba's cache)
+        if problem:
+            reason = f"fast path {problem}"
+            log.error("%s; serving with sklearn's predict_proba", reason)
+            proba = build_proba_fn(pipeline, allow_fast=False)[0]
+        return proba, reason
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -154,26 +181,12 @@ class SentimentModel(Model):
                 kernels.compiled()
             except kernels.KernelsUnavailable as e:
                 raise ModelLoadError(str(e)) from e
-        proba, reason = build_proba_fn(bundle.pipeline, allow_fast=s.fast_path)
-        warm = list(WARMUP_TEXTS)
-        try:
-            reference = np.asarray(bundle.pipeline.predict_proba(warm), dtype=np.float64)
-        except Exception as e:  # a model that cannot predict must not become ready
-            raise ModelLoadError(f"warm-up prediction of {loaded.source} failed: {type(e).__name__}: {e}") from e
-        try:  # the first fast call also compiles the kernels (or loads them from numba's cache)
-            got = proba.predict_proba(warm)
-            agrees = got.shape == reference.shape and np.allclose(got, reference, rtol=0.0, atol=1e-9)
-            problem = "" if agrees else "disagreed with sklearn on the warm-up texts"
-        except Exception as e:
-            problem = f"failed on the warm-up texts ({type(e).__name__}: {e})"
-        if problem:
-            reason = f"fast path {problem}"
-            log.error("%s; serving with sklearn's predict_proba", reason)
-            proba = build_proba_fn(bundle.pipeline, allow_fast=False)[0]
+        proba, reason = self._proba_fn(bundle, loaded.source)
         if reason:
             log.info("inference path: sklearn (%s)", reason)
         else:
-            log.info("inference path: fast, kernels %s", kernels.compiled().kind)
+            log.info("inference path: fast, kernels %s, tables from %s", kernels.compiled().kind,
+                     TABLES_FILE if self._from_tables else "the pipeline")
         self.source, self.model_dir = loaded.source, bundle.path
         # the fast path holds its own tables: the pipeline (mostly its vocabularies: ~40 MB with the production
         # model) is not kept beside them; the explainer reads the model directory again on its first use

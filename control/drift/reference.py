@@ -52,7 +52,6 @@ class ReferenceStore:
         self.tracking_uri = tracking_uri
         self.registered_model = registered_model
         self._cache: dict[str, Reference] = {}
-        self._tmp = Path(tempfile.mkdtemp(prefix="ks-drift-ref-"))
 
     def get(self, version: str) -> Reference:
         """The reference of ``version``; ``ModelArtifactError`` names what is missing."""
@@ -80,5 +79,6 @@ class ReferenceStore:
         except MlflowException as e:
             raise ModelArtifactError(f"registered model {self.registered_model!r} has no version {version!r} at "
                                      f"{self.tracking_uri}: {e.message}") from e
-        bundle = download_version(self.tracking_uri or "", mv, self._tmp / version)
-        return _from_bundle(version, bundle, f"models:/{self.registered_model}/{version}", mv.run_id)
+        with tempfile.TemporaryDirectory(prefix="ks-drift-ref-") as tmp:  # the reference is read into memory
+            bundle = download_version(self.tracking_uri or "", mv, Path(tmp) / version)
+            return _from_bundle(version, bundle, f"models:/{self.registered_model}/{version}", mv.run_id)

@@ -87,7 +87,7 @@ def test_a_command_line_that_does_not_parse_exits_2(argv: list[str], capsys: pyt
 @pytest.mark.parametrize(
     "argv",
     [[CLI], *([CLI, name] for name in COMMANDS), [CLI, "rollout", "analyze"], [CLI, "rollout", "run"],
-     [sys.executable, "-m", "model"], [sys.executable, "-m", "serving"],
+     [sys.executable, "-m", "serving"],
      [sys.executable, "-m", "serving.shipper"], [sys.executable, "-m", "control.drift"]],
     ids=lambda argv: " ".join(Path(a).name for a in argv),
 )

@@ -53,7 +53,7 @@ def versions(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFacto
     with its class mapping permuted: bad), trained and registered for real."""
     from mlflow.tracking import MlflowClient
 
-    from model.run import train_and_gate
+    from control.train import train_and_gate
 
     work = tmp_path_factory.mktemp("loop-rollout")
     model = "loop-rollout"

@@ -7,9 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from serving.errors import ModelLoadError
 from serving.loader import find_model_dir, load_local, parse_model_uri
+from serving.model import SentimentModel
+from serving.settings import ServeSettings
 
 
 def test_local_directory_and_one_level_below(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -34,9 +37,11 @@ def test_load_errors_name_what_is_missing(tiny_model_dir: Path, tmp_path: Path) 
         load_local(tmp_path / "empty", None)
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
-    (broken / "model.pkl").write_bytes(b"garbage")
+    (broken / "model.pkl").write_bytes(b"garbage")  # unpickled when served: the tables no longer match it
+    model = SentimentModel(ServeSettings(model_dir=broken, events_dir=None), registry=CollectorRegistry())
     with pytest.raises(ModelLoadError, match=r"model\.pkl cannot be unpickled"):
-        load_local(broken, None)
+        model.load()
+    assert not model.ready and "cannot be unpickled" in (model.load_error or "")
     (broken / "model.pkl").unlink()
     with pytest.raises(ModelLoadError, match=r"names 'model\.pkl' but .* does not exist"):
         load_local(broken, None)

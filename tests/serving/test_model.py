@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from model.artifacts import load_model_dir
 from serving.errors import NotReady
-from serving.fastpath import FastPath
+from serving.fastpath import TABLES_FILE, FastPath
 from serving.model import SentimentModel
 from serving.settings import ServeSettings
 
@@ -65,10 +65,11 @@ def test_the_fast_path_does_not_keep_the_pipeline_and_explain_reads_it_again(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    (model_dir / TABLES_FILE).unlink()  # built from the pipeline (from the tables it is never unpickled at all)
     pipelines: list[weakref.ref[Pipeline]] = []
     from serving import model as model_module
 
-    def tracked(path: Path) -> object:
+    def tracked(path: Path, unpickle: bool = True) -> object:
         bundle = load_model_dir(path)
         pipelines.append(weakref.ref(bundle.pipeline))
         return bundle

@@ -26,10 +26,17 @@ def fit_tiny(corpus: Split, rows: int = TINY_ROWS, **settings: object) -> Pipeli
     return pipeline
 
 
-def save_tiny(pipeline: Pipeline, path: Path) -> Path:
+def save_tiny(pipeline: Pipeline, path: Path, tables: bool = True) -> Path:
     """``pipeline`` as a model directory registered as ``sentiment`` version 3 (what KServe's storage initializer
-    leaves at ``/mnt/models``)."""
-    return save_model_dir(path, pipeline, {"registered_version": "3", "registered_model": "sentiment"}, None)
+    leaves at ``/mnt/models``), with the predictor's tables as ``kube-sentiment train`` writes them unless
+    ``tables`` is false."""
+    save_model_dir(path, pipeline, {"registered_version": "3", "registered_model": "sentiment"}, None)
+    if tables:
+        from serving.fastpath import export_tables
+
+        why_not = export_tables(pipeline, path)
+        assert not why_not, why_not
+    return path
 
 
 @dataclass(frozen=True)

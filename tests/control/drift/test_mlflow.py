@@ -37,8 +37,15 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 def test_reference_from_the_registry_results_logged_to_the_version_run(tmp_path: Path, small_model: SmallModel,
-                                                                       mlflow_server) -> None:
+                                                                       mlflow_server,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
     from mlflow.tracking import MlflowClient
+
+    scratch = tmp_path / "tmp"  # where the run downloads the reference
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
     experiment = client.create_experiment("drift-test")
@@ -62,6 +69,7 @@ def test_reference_from_the_registry_results_logged_to_the_version_run(tmp_path:
     finally:
         gateway.shutdown()
     assert outcome.exit_code == 0, outcome.report["groups"]
+    assert not list(scratch.glob("ks-drift-ref-*")), "the downloaded reference was left behind"
     group = outcome.report["groups"][0]
     assert group["reference"]["run_id"] == run_id
     assert group["reference"]["source"] == f"models:/sentiment-drift-test/{version.version}"
