@@ -161,6 +161,16 @@ def test_cli_exit_codes_for_unreachable_server_and_bad_data(mlflow_server: Mlflo
     result = run_cli("--data-path", str(sample_csv), "--tracking-uri", mlflow_server.uri, "--registered-model",
                      "cli-json", "--floor", "0.4", "--output-dir", str(tmp_path / "ok"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["decision"] == "promoted"  # stdout: the summary and nothing else
+    summary = json.loads(result.stdout)
+    assert summary["decision"] == "promoted"  # stdout: the summary and nothing else
+    # the command saves the predictor's tables with the model, and they are the model's (they load and agree)
+    from model.artifacts import load_model_dir
+    from serving.fastpath import TABLES_FILE, FastPath
+
+    assert f"model/{TABLES_FILE}" in {a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(
+        summary["run_id"], "model")}
+    bundle = load_model_dir(Path(summary["model_dir"]))
+    fast, warmup, why = FastPath.load(bundle.model_file.parent / TABLES_FILE, bundle.model_file, bundle.classes)
+    assert fast is not None and warmup is not None and not warmup.problem(fast), why
     records = [json.loads(line) for line in result.stderr.splitlines()]  # stderr: JSON records and nothing else
     assert any(r["msg"].startswith("🏃 View run") for r in records), "MLflow's print went to the log"
