@@ -478,6 +478,8 @@ class FastPath:
             if str(data["unidata_version"]) == unicodedata.unidata_version:
                 words = data["word_characters"]
             warmup = Warmup(tuple(str(t) for t in data["warmup_texts"]), data["warmup_probabilities"])
+            if not warmup.texts:
+                return None, None, f"{path} has no warm-up texts to check the tables on"
             return cls(tables, words), warmup, ""
         except (KeyError, ValueError, TypeError, IndexError) as e:
             return None, None, f"{path} is incomplete ({type(e).__name__}: {e})"

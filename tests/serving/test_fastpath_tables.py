@@ -63,10 +63,12 @@ def test_the_tables_give_sklearns_probabilities(model_dir: Path, tiny_pipeline: 
         (lambda d: _rewrite(d, kernels_digest=np.array(12345, dtype=np.int64)), "another version of serving.kernels"),
         (lambda d: _rewrite(d, classes=np.array(["bad", "good", "meh"])), "has classes"),
         (lambda d: _rewrite(d, spec=np.zeros((1, 3), dtype=np.int64)), "does not describe tables"),
+        (lambda d: _rewrite(d, warmup_texts=np.array([], dtype=str), warmup_probabilities=np.zeros((0, 3))),
+         "no warm-up texts"),
         (lambda d: (d / TABLES_FILE).write_bytes(b"PK\3\4 not a zip"), "cannot be read"),
         (lambda d: (d / TABLES_FILE).write_bytes((d / TABLES_FILE).read_bytes()[:4096]), "cannot be read"),
     ],
-    ids=["pickle-changed", "format", "kernels-changed", "classes", "shape", "garbage", "truncated"],
+    ids=["pickle-changed", "format", "kernels-changed", "classes", "shape", "no-warm-up", "garbage", "truncated"],
 )
 def test_tables_that_do_not_match_are_refused_with_the_reason(model_dir: Path, damage, reason: str) -> None:  # type: ignore[no-untyped-def]
     damage(model_dir)
