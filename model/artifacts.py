@@ -49,8 +49,14 @@ class ModelBundle:
 
     @cached_property
     def pipeline(self) -> Pipeline:
-        """The fitted sklearn pipeline; ``ModelArtifactError`` when the file does not hold one."""
-        return _unpickle(self.model_file)
+        """The fitted sklearn pipeline; ``ModelArtifactError`` when the file does not hold one, or one whose classes
+        are not :attr:`classes` (read from the metadata before it was unpickled)."""
+        pipeline = _unpickle(self.model_file)
+        found = tuple(str(c) for c in pipeline.classes_)
+        if found != self.classes:
+            raise ModelArtifactError(f"{self.model_file} holds a pipeline with classes {list(found)}, but "
+                                     f"{self.path / METADATA_FILE} says {list(self.classes)}")
+        return pipeline
 
 
 def save_model_dir(
@@ -83,7 +89,7 @@ def save_model_dir(
         pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}",
                           f"scipy=={scipy.__version__}"],
     )
-    meta = {"format": FORMAT, "classes": classes, **metadata}
+    meta = {**metadata, "format": FORMAT, "classes": classes}  # the pipeline's, not those of a copied metadata
     (path / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     if profile is not None:
         (path / PROFILE_FILE).write_text(json.dumps(profile, sort_keys=True))
