@@ -187,6 +187,8 @@ class TestServingMode:
             [predictor] = step.staging.get("deployments", selector="app.kubernetes.io/component=serving")
             logs = step.staging.kubectl("logs", f"deployment/{predictor['metadata']['name']}", "-c", "serve").stdout
             assert "starting 2 workers" in logs and "worker 1 started" in logs, logs[-2000:]
+            # the version the training Job registered carries the tables: nothing unpickled at start-up
+            assert "kernels aot, tables from fastpath.npz" in logs, logs[-2000:]
 
     def test_production_stable_then_continuous_traffic(self, real: Any, step: Any) -> None:
         deploy(real, "production", step.mode, "--set", "serving.stable.modelVersion=1")
