@@ -376,6 +376,50 @@ def _tables(pipeline: Pipeline) -> tuple[Tables | None, str]:
                   extra=tuple(b for b in blocks if b.kind == KIND_EXTRA)), ""
 
 
+def _unsafe(tables: Tables, words: np.ndarray | None, n_classes: int) -> str:
+    """What in tables read from a file the compiled kernel could not use safely ("" when nothing): it checks no
+    bounds, so every dtype, shape and index it relies on is checked here, before the warm-up texts run it."""
+    ints, floats = np.dtype(np.int64), np.dtype(np.float64)
+    for name, dtype, ndim in (("spec", ints, 2), ("table", ints, 2), ("idf", floats, 1), ("coef_t", floats, 2),
+                              ("intercept", floats, 1), ("lex_table", ints, 2), ("lex_kind", ints, 1),
+                              ("lex_value", floats, 1)):
+        array = getattr(tables, name)
+        if array.dtype != dtype or array.ndim != ndim or not array.flags.c_contiguous:
+            return f"{name} is {array.dtype.str} with shape {array.shape}, not C-ordered {dtype.str} of {ndim} axes"
+    if words is not None and (words.dtype != np.bool_ or words.shape != (sys.maxunicode + 1,)):
+        return f"word_characters is {words.dtype.str} with shape {words.shape}, not {sys.maxunicode + 1} booleans"
+    spec, n_features = tables.spec, tables.idf.shape[0]
+    if spec.shape[1] != len(kernels.BLOCK_COLUMNS) + 2 or not 1 <= spec.shape[0] <= 127:
+        return f"spec has shape {spec.shape}"
+    kind, min_n, max_n, sublinear, binary, norm, min_token, offset, size = spec.T
+    lexicon = kind == KIND_LEXICON
+    if not np.isin(kind, (KIND_WORD, KIND_CHAR_WB, KIND_LEXICON)).all() or lexicon.sum() > 1:
+        return f"spec has block kinds {kind.tolist()}"
+    if ((min_n < 1) | (max_n < min_n) | ~np.isin(sublinear, (0, 1)) | ~np.isin(binary, (0, 1))
+            | ~np.isin(norm, (NORM_NONE, NORM_L1, NORM_L2)) | (min_token < 0) | (size < 0)).any():
+        return "spec has a block with parameters out of range"
+    if (offset != np.cumsum(size) - size).any() or int(size.sum()) != n_features:
+        return f"spec's blocks do not tile the {n_features} features"
+    if (size[lexicon] != kernels.N_LEXICON_FEATURES).any():
+        return f"the lexicon block has {size[lexicon].tolist()} features, not {kernels.N_LEXICON_FEATURES}"
+    n_scores = tables.intercept.shape[0]
+    if tables.coef_t.shape != (n_features, n_scores) or max(n_scores, 2) != n_classes or tables.rule not in _RULES:
+        return (f"coef_t {tables.coef_t.shape}, intercept {tables.intercept.shape} and rule {tables.rule!r} do not "
+                f"give {n_classes} classes from {n_features} features")
+    for name, table, n_columns, used in (("table", tables.table, n_features, True),
+                                         ("lex_table", tables.lex_table, tables.lex_kind.shape[0], lexicon.any())):
+        n_slots = table.shape[0]  # a power of two, at least 16 when looked up (a hash keeps its top bits)
+        if table.shape[1] != 2 or n_slots & (n_slots - 1) or n_slots < (16 if used else 1):
+            return f"{name} has shape {table.shape}"
+        if not (table[:, 1] == -1).any():
+            return f"{name} has no free slot (a lookup of a missing term would never end)"
+        if ((table[:, 1] < -1) | (table[:, 1] >= n_columns)).any():
+            return f"{name} points outside its {n_columns} columns"
+    if tables.lex_value.shape != tables.lex_kind.shape:
+        return f"lex_value has shape {tables.lex_value.shape}, lex_kind {tables.lex_kind.shape}"
+    return ""
+
+
 @dataclass(frozen=True)
 class Warmup:
     """Texts the predictor checks the fast path on before it becomes ready, and sklearn's probabilities for them."""
@@ -470,16 +514,15 @@ class FastPath:
             if [str(c) for c in data["classes"]] != list(classes):
                 return None, None, f"{path} has classes {data['classes'].tolist()}, the model {list(classes)}"
             tables = Tables(rule=str(data["rule"]), **{name: data[name] for name in _ARRAYS})
-            spec = tables.spec
-            if (spec.ndim != 2 or spec.shape[1] != len(kernels.BLOCK_COLUMNS) + 2 or KIND_EXTRA in spec[:, 0]
-                    or int(spec[:, -1].sum()) != tables.idf.shape[0] or tables.rule not in _RULES):
-                return None, None, f"{path} does not describe tables the kernel can use"
             words = None
             if str(data["unidata_version"]) == unicodedata.unidata_version:
                 words = data["word_characters"]
             warmup = Warmup(tuple(str(t) for t in data["warmup_texts"]), data["warmup_probabilities"])
             if not warmup.texts:
                 return None, None, f"{path} has no warm-up texts to check the tables on"
+            problem = _unsafe(tables, words, len(classes))
+            if problem:
+                return None, None, f"{path} does not describe tables the kernel can use: {problem}"
             return cls(tables, words), warmup, ""
         except (KeyError, ValueError, TypeError, IndexError) as e:
             return None, None, f"{path} is incomplete ({type(e).__name__}: {e})"

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from model.artifacts import load_model_dir, save_model_dir
 from model.data import Split
 from serving.errors import ModelLoadError
 from serving.fastpath import TABLES_FILE, FastPath, export_tables
+from serving.kernels import KIND_LEXICON
 from serving.model import SentimentModel
 from serving.settings import ServeSettings
 from tests.serving.test_fastpath import EDGE_TEXTS, TOLERANCE
@@ -84,6 +86,71 @@ def test_a_missing_array_is_refused(model_dir: Path) -> None:
         np.savez(fh, **arrays)
     fast, why = _load(model_dir)
     assert fast is None and "is incomplete" in why and "idf" in why
+
+
+def _sizes(spec: np.ndarray, *moves: tuple[int, int]) -> np.ndarray:
+    """``spec`` with one feature moved from block ``a`` to block ``b`` for every ``(a, b)``, offsets kept tiling."""
+    spec = spec.copy()
+    for a, b in moves:
+        spec[a, -1] -= 1
+        spec[b, -1] += 1
+    spec[:, -2] = np.cumsum(spec[:, -1]) - spec[:, -1]
+    return spec
+
+
+def _set(array: np.ndarray, index: Any, value: Any) -> np.ndarray:
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+def _lexicon(spec: np.ndarray) -> int:
+    return int(np.flatnonzero(spec[:, 0] == KIND_LEXICON)[0])
+
+
+# Each array the kernel reads without bounds checks, damaged so that only its own check can refuse it.
+UNSAFE = {
+    "spec-dtype": (lambda a: {"spec": a["spec"].astype(np.int32)}, "spec is <i4"),
+    "spec-byte-order": (lambda a: {"spec": a["spec"].astype(">i8")}, "spec is >i8"),
+    "spec-fortran": (lambda a: {"spec": np.asfortranarray(a["spec"])}, "not C-ordered"),
+    "spec-columns": (lambda a: {"spec": a["spec"][:, 1:]}, "spec has shape"),
+    "spec-kind": (lambda a: {"spec": _set(a["spec"], (0, 0), 0)}, "spec has block kinds [0,"),
+    "spec-two-lexicons": (lambda a: {"spec": _set(a["spec"], (0, 0), KIND_LEXICON)}, "spec has block kinds"),
+    "spec-min-n": (lambda a: {"spec": _set(a["spec"], (0, 1), 0)}, "parameters out of range"),
+    "spec-max-n": (lambda a: {"spec": _set(a["spec"], (0, 2), 0)}, "parameters out of range"),
+    "spec-norm": (lambda a: {"spec": _set(a["spec"], (0, 5), 7)}, "parameters out of range"),
+    "spec-offsets": (lambda a: {"spec": _set(a["spec"], (-1, -2), 0)}, "do not tile"),
+    "spec-lexicon-size": (lambda a: {"spec": _sizes(a["spec"], (_lexicon(a["spec"]), 0))},
+                          "the lexicon block has [4] features"),
+    "idf-dtype": (lambda a: {"idf": a["idf"].astype(np.float32)}, "idf is <f4"),
+    "idf-length": (lambda a: {"idf": a["idf"][:-1]}, "do not tile"),
+    "coef-dtype": (lambda a: {"coef_t": a["coef_t"].astype(np.float32)}, "coef_t is <f4"),
+    "coef-shape": (lambda a: {"coef_t": a["coef_t"][:, :2].copy()}, "do not give 3 classes"),
+    "intercept-shape": (lambda a: {"intercept": a["intercept"][:2]}, "do not give 3 classes"),
+    "rule": (lambda a: {"rule": np.array("hinge")}, "rule 'hinge'"),
+    "table-dtype": (lambda a: {"table": a["table"].astype(np.int32)}, "table is <i4"),
+    "table-not-power-of-two": (lambda a: {"table": a["table"][:-1]}, "table has shape"),
+    "table-full": (lambda a: {"table": _set(a["table"], (a["table"][:, 1] == -1, 1), 0)}, "table has no free slot"),
+    "table-column": (lambda a: {"table": _set(a["table"], (np.argmax(a["table"][:, 1]), 1), a["idf"].shape[0])},
+                     "table points outside its"),
+    "lex-table-small": (lambda a: {"lex_table": np.full((8, 2), -1, np.int64)}, "lex_table has shape (8, 2)"),
+    "lex-table-column": (lambda a: {"lex_table": _set(a["lex_table"], (np.argmax(a["lex_table"][:, 1]), 1),
+                                                      a["lex_kind"].shape[0])}, "lex_table points outside"),
+    "lex-kind-dtype": (lambda a: {"lex_kind": a["lex_kind"].astype(np.float64)}, "lex_kind is <f8"),
+    "lex-value-length": (lambda a: {"lex_value": a["lex_value"][:-1]}, "lex_value has shape"),
+    "word-characters": (lambda a: {"word_characters": a["word_characters"][:0x10000]}, "word_characters is |b1"),
+}
+
+
+@pytest.mark.parametrize(("damage", "reason"), UNSAFE.values(), ids=UNSAFE.keys())
+def test_arrays_the_kernel_cannot_use_safely_are_refused_before_it_runs(  # type: ignore[no-untyped-def]
+    model_dir: Path, damage, reason: str
+) -> None:
+    with np.load(model_dir / TABLES_FILE) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    _rewrite(model_dir, **damage(arrays))
+    fast, why = _load(model_dir)
+    assert fast is None and "does not describe tables the kernel can use" in why and reason in why, why
 
 
 def _model(model_dir: Path) -> SentimentModel:
