@@ -45,18 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _DropPerRequestLines(logging.Filter):
-    """Drops KServe's per-call ``grpc method: ...`` info line (one log line per gRPC request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.INFO and str(record.msg).startswith("grpc method:"))
-
-
 def _quiet_per_request_logs(request_logs: bool) -> None:
     if not request_logs:  # uvicorn's access line and KServe's two timing lines per request
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-    logging.getLogger("kserve").addFilter(_DropPerRequestLines())
 
 
 def _tune_gc(threshold: int) -> None:
@@ -129,9 +121,7 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
 def _run_server(model: Any, args: argparse.Namespace, worker: bool = False) -> int:
     """Serve ``model`` with KServe's ModelServer in this process (one of several when ``worker``) until it stops;
     the exit code."""
-    from kserve import ModelServer
-
-    from serving.server import model_aware_dataplane
+    from serving.server import PredictorServer, model_aware_dataplane
 
     options = dict(
         http_port=args.http_port,
@@ -149,9 +139,9 @@ def _run_server(model: Any, args: argparse.Namespace, worker: bool = False) -> i
     if worker:
         from serving.workers import WorkerServer
 
-        server: ModelServer = WorkerServer(args, **options)
+        server: PredictorServer = WorkerServer(args, **options)
     else:
-        server = ModelServer(**options)
+        server = PredictorServer(args, **options)
     server.dataplane = model_aware_dataplane(server.registered_models)
     if model.settings.load_in_background:
         server.register_model(model)

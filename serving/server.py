@@ -13,6 +13,13 @@
   (KServe: a 404 for a model named ``sentiment:predict``). A V2 answer KServe sends as bytes without a
   ``content-type`` (the model's own JSON, the binary extension) gets ``application/json`` or, with binary
   tensors, ``application/octet-stream``.
+- :class:`PredictorServer`: KServe's ModelServer whose gRPC server hands ``ModelInfer`` of a model that answers
+  gRPC itself (:meth:`serving.model.SentimentModel.infer_grpc`) the message as it came, instead of converting it
+  to an ``InferRequest``, calling the model through the DataPlane and converting the answer back: that generic path
+  cost more than the model's own work (docs/benchmarks.md). Every other method, and a model without
+  ``infer_grpc``, is KServe's servicer; errors are mapped by KServe's ``ExceptionToStatusInterceptor`` either way,
+  called by each method rather than wrapped around every call. KServe's per-call ``grpc method: ...`` log
+  interceptor is left out (one INFO line per call).
 - :class:`ClientErrorLogs`: KServe logs every refused request at ERROR with its traceback; this filter turns the
   ones caused by the client (bad input, unknown model or version) into one INFO line and a not-ready model into one
   WARNING line. Tracebacks stay for server faults.
@@ -20,20 +27,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from concurrent import futures
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from grpc import ServicerContext, aio
+from kserve import ModelServer
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.model import BaseKServeModel
 from kserve.model_repository import ModelRepository
+from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import (
+    GRPCInferenceServiceServicer,
+    add_GRPCInferenceServiceServicer_to_server,
+)
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.utils.utils import to_headers
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -177,6 +200,93 @@ async def _respond(send: Callable[[Any], Awaitable[None]], status: int, body: di
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(payload)).encode()), *headers]})
     await send({"type": "http.response.body", "body": payload})
+
+
+_SERVICE = "/inference.GRPCInferenceService/"
+
+
+class _Servicer(InferenceServicer):
+    """KServe's servicer, with ``ModelInfer`` of a model that has ``infer_grpc`` handed the message directly, and
+    KServe's mapping of exceptions to status codes (``ExceptionToStatusInterceptor.handle_exception``) called by
+    every method itself: as an interceptor it wraps every call, which costs as much as the mapping is rarely needed."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._errors = ExceptionToStatusInterceptor()
+        for name in vars(GRPCInferenceServiceServicer):
+            if not name.startswith("_") and name != "ModelInfer":
+                setattr(self, name, self._mapped(getattr(self, name), _SERVICE + name))
+
+    def _mapped(self, method: Callable[[Any, ServicerContext], Awaitable[Any]], full_name: str
+                ) -> Callable[[Any, ServicerContext], Awaitable[Any]]:
+        async def call(request: Any, context: ServicerContext) -> Any:
+            try:
+                return await method(request, context)
+            except Exception as e:
+                await self._errors.handle_exception(e, request, context, full_name)
+                raise  # handle_exception aborts the call; this is not reached
+
+        return call
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: ServicerContext) -> pb.ModelInferResponse:
+        try:
+            model = self._data_plane.model_registry.get_model(request.model_name)
+            answer = getattr(model, "infer_grpc", None)
+            if answer is None:  # another model, or none of that name: KServe's path (and its NOT_FOUND)
+                return await super().ModelInfer(request, context)
+            return await answer(request, lambda: to_headers(context))  # type: ignore[no-any-return]
+        except Exception as e:
+            await self._errors.handle_exception(e, request, context, _SERVICE + "ModelInfer")
+            raise  # handle_exception aborts the call; this is not reached
+
+
+class _GrpcServer(GRPCServer):
+    """KServe's gRPC server (same options, port and shutdown) with :class:`_Servicer` and no interceptors."""
+
+    async def start(self, max_workers: int) -> None:
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            options=[(option, self._kwargs.get(option.replace(".", "_")))
+                     for option in ("grpc.max_send_message_length", "grpc.max_receive_message_length")],
+        )
+        servicer = _Servicer(self._data_plane, self._model_repository_extension)
+        add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        logging.getLogger("serving.server").info("gRPC server on port %d, %d threads", self._port, max_workers)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class PredictorServer(ModelServer):
+    """KServe's ModelServer with :class:`_GrpcServer`: what its ``start`` does with one worker otherwise.
+    ``server_args`` are the parsed flags (KServe's parser; the gRPC message size limits come from there)."""
+
+    def __init__(self, server_args: Any, **options: Any) -> None:
+        super().__init__(**options)
+        self._server_args = server_args
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self.servers.append(self._serve_rest())
+        if self.enable_grpc:
+            self._grpc_server = _GrpcServer(self.grpc_port, self.dataplane, self.model_repository_extension,
+                                            kwargs=vars(self._server_args), grace_period=self.grace_period)
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+    def _rest(self) -> RESTServer:
+        self._rest_server = RESTServer(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
+            access_log_format=self.access_log_format, workers=1, grace_period=self.grace_period,
+            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
+        )
+        return self._rest_server
+
+    def _serve_rest(self) -> Coroutine[Any, Any, None]:
+        """The REST server's coroutine (a worker of several overrides it to share a listening socket)."""
+        return self._rest().start()  # type: ignore[no-any-return]
 
 
 def _log_refusal(level: int, status: str, message: str) -> None:

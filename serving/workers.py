@@ -19,7 +19,6 @@ SIGTERM and SIGINT on to the workers and exits with the first failing code one o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -32,15 +31,11 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import orjson
-from kserve import ModelServer
-from kserve.model import BaseKServeModel
-from kserve.model_server import FASTAPI_APP_IMPORT_STRING
-from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.rest.server import RESTServer
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -48,6 +43,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from model.errors import ConfigError, ExitCode
+from serving.server import PredictorServer
 
 log = logging.getLogger("serving.workers")
 
@@ -93,31 +89,12 @@ def reuseport_socket(port: int) -> socket.socket:
     return sock
 
 
-class WorkerServer(ModelServer):
-    """KServe's ModelServer for one of several workers: what its ``start`` does with one worker, except that the
-    REST server runs on a listening socket shared with the other workers (``SO_REUSEPORT``). gRPC shares its port
-    the same way by gRPC's own default on Linux."""
+class WorkerServer(PredictorServer):
+    """The predictor's ModelServer for one of several workers: the REST server runs on a listening socket shared
+    with the other workers (``SO_REUSEPORT``). gRPC shares its port the same way by gRPC's own default on Linux."""
 
-    def __init__(self, server_args: Any, **options: Any) -> None:
-        super().__init__(**options)
-        self._server_args = server_args
-
-    def start(self, models: list[BaseKServeModel]) -> None:
-        self._register_and_check_atleast_one_model_is_ready(models)
-        rest = RESTServer(
-            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
-            access_log_format=self.access_log_format, workers=1, grace_period=self.grace_period,
-            event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
-        )
-        self._rest_server = rest
-        self.servers.append(_serve_rest(rest, reuseport_socket(self.http_port)))
-        if self.enable_grpc:
-            self._grpc_server = GRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
-                                           kwargs=vars(self._server_args), grace_period=self.grace_period)
-            self.servers.append(self._grpc_server.start(self.max_threads))
-        self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
+    def _serve_rest(self) -> Coroutine[Any, Any, None]:
+        return _serve_rest(self._rest(), reuseport_socket(self.http_port))
 
 
 async def _serve_rest(rest: RESTServer, sock: socket.socket) -> None:

@@ -4,6 +4,7 @@ bad input."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import weakref
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from kserve import InferInput, InferRequest
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.model import InferenceVerb
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.rest.v2_datamodels import InferenceResponse
 from prometheus_client import CollectorRegistry
 from sklearn.pipeline import Pipeline
@@ -22,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from model.artifacts import load_model_dir
 from serving.errors import NotReady
 from serving.fastpath import TABLES_FILE, FastPath
-from serving.model import SentimentModel
+from serving.model import SentimentModel, _plain_grpc_texts
 from serving.settings import ServeSettings
 
 
@@ -177,3 +179,50 @@ def test_the_grpc_response_is_what_kserves_own_conversion_sends(tiny_model_dir: 
         labels = model._classes_arr[probs.argmax(axis=1)]
         via_kserve = model._v2_response(request, "req-7", labels, probs).to_grpc()
         assert direct.SerializeToString() == via_kserve.SerializeToString(), (direct, via_kserve)
+
+
+def _tensor(**fields: object) -> pb.ModelInferRequest.InferInputTensor:
+    contents = fields.pop("contents", [b"fine"])
+    return pb.ModelInferRequest.InferInputTensor(
+        **{"name": "text", "datatype": "BYTES", "shape": [1], **fields},  # type: ignore[arg-type]
+        contents=pb.InferTensorContents(bytes_contents=contents))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("request_", "texts"),
+    [
+        (pb.ModelInferRequest(inputs=[_tensor()]), ["fine"]),
+        (pb.ModelInferRequest(inputs=[_tensor(shape=[2, 1], contents=[b"a", "é".encode()])]), ["a", "é"]),
+        (pb.ModelInferRequest(inputs=[_tensor(name="sentence")]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(datatype="FP32")]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(shape=[2])]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(shape=[1, 2])]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(shape=[])]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(shape=[0], contents=[])]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(contents=[b"\xff"])]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(), _tensor()]), None),
+        (pb.ModelInferRequest(inputs=[_tensor(contents=[])], raw_input_contents=[b"\1\0\0\0a"]), None),
+    ],
+    ids=["plain", "column", "name", "datatype", "count", "shape", "scalar", "empty", "utf8", "two-inputs", "raw"],
+)
+def test_only_the_plain_grpc_form_is_read_straight_from_the_message(request_: pb.ModelInferRequest,
+                                                                   texts: list[str] | None) -> None:
+    """Every other form, right or wrong, goes through KServe's conversion and the checks that name the problem."""
+    assert _plain_grpc_texts(request_) == texts
+
+
+def test_a_grpc_message_gets_the_same_checks_and_errors_as_the_converted_request(tiny_model_dir: Path) -> None:
+    loaded_model = make_model(tiny_model_dir)
+    too_long = "x" * (loaded_model.settings.max_text_chars + 1)
+    for texts, message in (([" "], "input 'text'[0] is empty or only whitespace"),
+                           ([too_long], "input 'text'[0] has"), ([b"\xff"], "input 'text'[0] is not valid UTF-8")):
+        raw = [t if isinstance(t, bytes) else t.encode() for t in texts]
+        request = pb.ModelInferRequest(model_name="sentiment", inputs=[_tensor(contents=raw)])
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            asyncio.run(loaded_model.infer_grpc(request, dict))
+    request = pb.ModelInferRequest(model_name="sentiment", model_version="9", inputs=[_tensor()])
+    with pytest.raises(Exception, match="no version '9'"):
+        asyncio.run(loaded_model.infer_grpc(request, dict))
+    answer = asyncio.run(loaded_model.infer_grpc(pb.ModelInferRequest(inputs=[_tensor()]),
+                                                 lambda: {"x-request-id": "meta"}))
+    assert answer.id == "meta" and [o.name for o in answer.outputs] == ["label", "probabilities", "id"]

@@ -308,6 +308,52 @@ def test_only_post_reaches_predict(predictor: Predictor) -> None:
     assert httpx.get(predictor.http + "/v1/models/sentiment", timeout=10).status_code == 200  # V1 metadata
 
 
+def test_grpc_answers_every_form_of_the_same_texts_alike_and_takes_the_request_id_from_metadata(
+    predictor: Predictor,
+) -> None:
+    """The plain form (``contents``, shape ``[n]``) is answered straight from the message, every other form through
+    KServe's conversion (``serving.server``): the answers must not differ, and a message without an id takes the
+    call's ``x-request-id`` metadata, as REST takes the header."""
+    texts = [b"what a wonderful evening", b"the train was late again"]
+    tensor = pb.ModelInferRequest.InferInputTensor
+    plain = tensor(name="text", datatype="BYTES", shape=[2], contents=pb.InferTensorContents(bytes_contents=texts))
+    column = tensor(name="text", datatype="BYTES", shape=[2, 1], contents=pb.InferTensorContents(bytes_contents=texts))
+    raw = b"".join(len(t).to_bytes(4, "little") + t for t in texts)
+
+    async def infer(request: pb.ModelInferRequest, metadata: tuple = ()) -> pb.ModelInferResponse:
+        async with grpc.aio.insecure_channel(predictor.grpc) as channel:
+            return await GRPCInferenceServiceStub(channel).ModelInfer(request, metadata=metadata, timeout=10)
+
+    answers = [
+        asyncio.run(infer(pb.ModelInferRequest(model_name="sentiment", id="same", inputs=[plain]))),
+        asyncio.run(infer(pb.ModelInferRequest(model_name="sentiment", id="same", inputs=[column]))),
+        asyncio.run(infer(pb.ModelInferRequest(model_name="sentiment", id="same", raw_input_contents=[raw],
+                                               inputs=[tensor(name="text", datatype="BYTES", shape=[2])]))),
+    ]
+    assert answers[0].SerializeToString() == answers[1].SerializeToString() == answers[2].SerializeToString()
+    assert [o.name for o in answers[0].outputs] == ["label", "probabilities", "id"]
+
+    tagged = asyncio.run(infer(pb.ModelInferRequest(model_name="sentiment", inputs=[plain]),
+                               (("x-request-id", "from-metadata"),)))
+    assert tagged.id == "from-metadata" and tagged.raw_output_contents[2].endswith(b"from-metadata:1")
+    anonymous = asyncio.run(infer(pb.ModelInferRequest(model_name="sentiment", inputs=[plain])))
+    assert re.fullmatch(r"[0-9a-f]{32}", anonymous.id), anonymous.id
+
+
+def test_grpc_methods_other_than_infer_keep_kserves_status_codes(predictor: Predictor) -> None:
+    async def call(method: str, request: object) -> object:
+        async with grpc.aio.insecure_channel(predictor.grpc) as channel:
+            return await getattr(GRPCInferenceServiceStub(channel), method)(request, timeout=10)
+
+    assert asyncio.run(call("ServerReady", pb.ServerReadyRequest())).ready  # type: ignore[attr-defined]
+    assert asyncio.run(call("ModelReady", pb.ModelReadyRequest(name="sentiment"))).ready  # type: ignore[attr-defined]
+    for method, request in (("ModelMetadata", pb.ModelMetadataRequest(name="nope")),
+                            ("ModelReady", pb.ModelReadyRequest(name="nope"))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            asyncio.run(call(method, request))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in (caught.value.details() or ""), method
+
+
 def test_grpc_texts_in_the_wrong_contents_field_are_named(predictor: Predictor) -> None:
     async def infer(tensor: pb.ModelInferRequest.InferInputTensor) -> None:
         async with grpc.aio.insecure_channel(predictor.grpc) as channel:
