@@ -2,11 +2,13 @@
 
 Requests hand their texts to :meth:`MicroBatcher.submit` and await a future. One compute step is scheduled with
 ``loop.call_soon``: it runs after every callback that is already ready, so requests that arrived together are
-computed together, and an idle server adds no waiting at all (no timer). A step takes at most ``max_batch_texts``
-texts (a large request is split over several steps), so the event loop is never held longer than one bounded step
-and health checks, metrics and new connections get their turn between steps (the KServe #3950 failure mode is a
-predict that holds the loop for the whole request). The queue is bounded: beyond ``max_queued_texts`` waiting texts
-a request is refused at once with :class:`~serving.errors.Overloaded` instead of growing latency without bound.
+computed together, and an idle server adds no waiting at all (no timer); a caller whose requests arrive one per loop
+iteration (gRPC) can have them computed at once when nothing waits (``now_if_idle``). A step takes at most
+``max_batch_texts`` texts (a large request is split over several steps), so the event loop is never held longer than
+one bounded step and health checks, metrics and new connections get their turn between steps (the KServe #3950
+failure mode is a predict that holds the loop for the whole request). The queue is bounded: beyond
+``max_queued_texts`` waiting texts a request is refused at once with :class:`~serving.errors.Overloaded` instead of
+growing latency without bound.
 
 Why not a thread pool: the computation is mostly Python (tokenising), holds the GIL, and the predictor runs on one
 core; a hand-off to a thread would add two context switches per batch and no parallelism.
@@ -58,16 +60,32 @@ class MicroBatcher:
         """Texts accepted and not yet computed."""
         return self._queued
 
-    def submit(self, texts: Sequence[str]) -> asyncio.Future[np.ndarray]:
-        """Queue ``texts``; the returned future resolves to their ``(len(texts), n_classes)`` probabilities."""
+    def submit(self, texts: Sequence[str], now_if_idle: bool = False) -> asyncio.Future[np.ndarray]:
+        """Queue ``texts``; the returned future resolves to their ``(len(texts), n_classes)`` probabilities.
+
+        ``now_if_idle``: when nothing is waiting and ``texts`` fit in one step, compute them now, as a step of their
+        own (the future is done on return). For callers whose requests reach the loop one per iteration (gRPC:
+        each call is handed over from gRPC's poller thread), whose steps would never hold more than one request:
+        for them the round trip through the loop is all the batcher adds (docs/benchmarks.md)."""
         n = len(texts)
+        if now_if_idle and not self._jobs and n <= self.max_batch_texts:
+            future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+            try:
+                probs = self._compute(list(texts))
+                if self._on_batch is not None:
+                    self._on_batch(probs)
+            except Exception as e:
+                future.set_exception(e)
+            else:
+                future.set_result(probs)
+            return future
         if self._queued and self._queued + n > self.max_queued_texts:
             raise Overloaded(
                 self._model_name,
                 f"{self._queued} texts are already waiting (limit {self.max_queued_texts}); retry later",
             )
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future = loop.create_future()
         self._jobs.append(_Job(texts, future))
         self._queued += n
         if not self._scheduled:

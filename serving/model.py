@@ -325,7 +325,7 @@ class SentimentModel(Model):
                 texts = self._v2_texts(InferRequest.from_grpc(request))
             else:
                 texts = self._check_texts(texts, f"input {INPUT_NAME!r}")
-            probs = await self._batcher.submit(texts)
+            probs = await self._batcher.submit(texts, now_if_idle=True)  # gRPC calls come one per loop iteration
         except Exception as e:
             if metrics is not None:
                 metrics.request("v2-grpc", status_of(e))

@@ -42,3 +42,31 @@ def test_batcher_failure_reaches_every_waiting_request() -> None:
         return await asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]), return_exceptions=True)
 
     assert [str(e) for e in asyncio.run(run())] == ["boom", "boom"]
+
+
+def test_now_if_idle_computes_at_once_only_when_nothing_waits() -> None:
+    sizes: list[int] = []
+
+    def compute(texts: list[str]) -> np.ndarray:
+        sizes.append(len(texts))
+        if "boom" in texts:
+            raise RuntimeError("boom")
+        return np.array([[float(len(t))] for t in texts])
+
+    batcher = MicroBatcher(compute, "m", max_batch_texts=4)
+
+    async def run() -> None:
+        alone = batcher.submit(["abc"], now_if_idle=True)
+        assert alone.done() and alone.result()[:, 0].tolist() == [3.0] and sizes == [1]  # no loop round trip
+        failed = batcher.submit(["boom"], now_if_idle=True)
+        assert failed.done() and isinstance(failed.exception(), RuntimeError)
+        too_big = batcher.submit(["a"] * 5, now_if_idle=True)  # more than one step: queued as usual
+        queued = batcher.submit(["z"])
+        behind = batcher.submit(["xy"], now_if_idle=True)  # others wait: it takes its turn behind them
+        assert not (too_big.done() or queued.done() or behind.done())
+        await asyncio.gather(too_big, queued, behind)
+        assert behind.result()[:, 0].tolist() == [2.0]
+
+    asyncio.run(run())
+    assert sizes == [1, 1, 4, 3]  # the queued texts in steps of at most 4, in their order
+    assert batcher.queued_texts == 0
