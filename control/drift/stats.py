@@ -40,6 +40,25 @@ def chi2_homogeneity(reference_counts: Sequence[float] | np.ndarray,
     return float(result.statistic), float(result.pvalue)
 
 
+def chi2_beyond(reference_counts: Sequence[float] | np.ndarray, current_counts: Sequence[float] | np.ndarray,
+                max_psi: float) -> tuple[float, float]:
+    """Test that two count vectors differ by **more** than a PSI of ``max_psi``: ``(statistic, p_value)``.
+
+    The null hypothesis is a shift of exactly ``max_psi`` in the direction observed. Under it the homogeneity
+    statistic ``X`` (:func:`chi2_homogeneity`) follows a non-central chi-square whose non-centrality is
+    ``max_psi * X / PSI``: the effective sample size ``n1 n2 / (n1 + n2)`` times the chi-square divergence of that
+    shift. A small p-value says the shift is beyond the threshold, not merely that there is one, so two samples of
+    one distribution whose PSI lands near the threshold by chance do not reach it.
+    """
+    statistic, _ = chi2_homogeneity(reference_counts, current_counts)
+    table = np.vstack([np.asarray(reference_counts, float), np.asarray(current_counts, float)])
+    kept = table[:, table.sum(axis=0) > 0]
+    observed = psi(table[0], table[1]) if kept.shape[1] >= 2 and (kept.sum(axis=1) > 0).all() else 0.0
+    if statistic <= 0 or observed <= 0:
+        return statistic, 1.0
+    return statistic, float(stats.ncx2.sf(statistic, kept.shape[1] - 1, max_psi * statistic / observed))
+
+
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov: ``(distance, p_value)``."""
     result = stats.ks_2samp(np.asarray(reference, float), np.asarray(current, float), method="asymp")

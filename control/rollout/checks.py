@@ -195,16 +195,17 @@ def _class_samples(data: AnalysisInput, a: Analysis) -> tuple[np.ndarray, np.nda
 
 
 def class_mix_check(data: AnalysisInput, a: Analysis) -> Check:
-    """PSI between the predicted-class mixes; chi-square test of homogeneity."""
+    """PSI between the predicted-class mixes; chi-square test that the shift is beyond the threshold
+    (:func:`control.drift.stats.chi2_beyond`), so a good version is not rolled back on a PSI noise put there."""
     stable, candidate, basis = _class_samples(data, a)
     check = Check("class_mix_psi", "predicted-class mix, candidate against stable (PSI)", None, a.max_class_mix_psi,
-                  "max", None, "chi2_homogeneity", {"candidate": len(candidate), "stable": len(stable)},
+                  "max", None, "chi2_beyond_threshold", {"candidate": len(candidate), "stable": len(stable)},
                   detail={"basis": basis})
     if min(len(stable), len(candidate)) < a.min_requests:
         return check
     s_counts, c_counts = _counts(stable, data.classes), _counts(candidate, data.classes)
     check.value = stats.psi(s_counts, c_counts)
-    chi2, check.p_value = stats.chi2_homogeneity(s_counts, c_counts)
+    chi2, check.p_value = stats.chi2_beyond(s_counts, c_counts, a.max_class_mix_psi)
     names = [*data.classes, "(other)"]
     check.detail |= {"chi2": chi2,
                      "stable": {k: round(v / s_counts.sum(), 4) for k, v in zip(names, s_counts, strict=True) if v},

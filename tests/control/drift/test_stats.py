@@ -50,6 +50,27 @@ def test_tests_detect_shift_and_accept_sameness() -> None:
     assert stats.share_above(300, 1000, 0.0, 500) < 1e-6
 
 
+def test_chi2_beyond_tests_a_shift_beyond_the_threshold_not_any_shift() -> None:
+    # Two samples of one class mix whose PSI landed above 0.1 by chance (a canary window of the feedback loop that
+    # rolled a good version back): homogeneity is rejected, a shift beyond 0.1 is not.
+    stable, canary = [240, 194, 86], [58, 60, 50]
+    assert stats.psi(stable, canary) > 0.1 and stats.chi2_homogeneity(stable, canary)[1] < 0.001
+    assert stats.chi2_beyond(stable, canary, 0.1)[1] > 0.3
+    assert stats.chi2_beyond([100, 100, 100], [100, 100, 100], 0.1)[1] == 1.0
+    assert stats.chi2_beyond([460, 360, 180], [180, 460, 360], 0.1)[1] < 1e-9  # a permuted class mapping
+
+    # Calibrated at the boundary: a true shift of exactly 0.1 is rejected at about the nominal rate; a true shift
+    # of none almost never, where the homogeneity test rejects at its alpha.
+    rng = np.random.default_rng(7)
+    p, at_threshold = np.array([0.46, 0.36, 0.18]), np.array([0.338, 0.36, 0.302])
+    assert stats.psi(p, at_threshold) == pytest.approx(0.1, abs=0.002)
+    boundary = [stats.chi2_beyond(rng.multinomial(520, p), rng.multinomial(168, at_threshold), 0.1)[1]
+                for _ in range(600)]
+    assert 0.02 < np.mean(np.array(boundary) < 0.05) < 0.09
+    same = [stats.chi2_beyond(rng.multinomial(520, p), rng.multinomial(168, p), 0.1)[1] for _ in range(600)]
+    assert min(same) >= 0.01
+
+
 def test_window_bounds_and_durations() -> None:
     assert parse_duration("90m").total_seconds() == 5400
     with pytest.raises(ValueError, match="duration"):
