@@ -193,8 +193,7 @@ def register_permuted(tracking: str, model_name: str, version: str, work: Path) 
     classifier.classes_ = np.roll(classifier.classes_, 1)
     model_dir = save_model_dir(work / "permuted", bundle.pipeline, bundle.metadata | {"permuted_from": version},
                                bundle.profile)
-    mlflow.set_tracking_uri(tracking)
-    with mlflow.start_run(run_name=f"permuted-{version}") as run:
+    with registry.tracking_at(tracking), mlflow.start_run(run_name=f"permuted-{version}") as run:
         mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
         permuted = registry.register(client, run.info.run_id, model_name, {"kube_sentiment.permuted_from": version})
     log.info("registered %s version %s: version %s with its class mapping permuted", model_name, permuted.version,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +56,24 @@ def wait_for_tracking_server(uri: str, deadline_s: float) -> None:
         log.warning("tracking server %s not reachable (%s); retrying", uri, last_error)
         time.sleep(min(delay, remaining))  # backoff between connection attempts, bounded by the deadline
         delay = min(delay * 2, 5.0)
+
+
+@contextmanager
+def tracking_at(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.start_run`` and the rest) pointed at ``uri`` inside the block only.
+
+    ``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` in ``os.environ``: left there, it would follow the
+    process (a loop that trains in-process, a test run) into every later command, which reads that variable as its
+    own setting. Both are put back as they were.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri keeps it equal to mlflow's own setting
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None unsets both: mlflow's default again
 
 
 def client(settings: TrackingSettings) -> MlflowClient:

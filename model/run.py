@@ -163,77 +163,78 @@ def train_and_gate(settings: TrainSettings, exporters: Sequence[Exporter] = ()) 
         if why_not:
             log.warning("%s wrote nothing: %s", getattr(export, "__qualname__", export), why_not)
 
-    mlflow.set_tracking_uri(tracking.tracking_uri)
-    experiment = mlflow.set_experiment(tracking.experiment)
-    with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.log_params(train.flat_params(settings.model))
-        mlflow.log_params({f"data.{k}": v for k, v in settings.data.model_dump(mode="json").items()})
-        mlflow.log_params({f"data.{k}": v for k, v in split.stats.items()})
-        mlflow.set_tags(lineage | {"mlflow.source.git.commit": commit})
-        mlflow.log_metrics(candidate.metrics() | candidate_behaviour.metrics())
-        mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
-        mlflow.log_dict(candidate_behaviour.report(), "behaviour/candidate.json")
-        if production_data is not None and settings.data.production_data is not None:
-            mlflow.log_params({f"data.{k}": v for k, v in production_data.stats.items()})
-            mlflow.log_dict(data.snapshot_metadata(settings.data.production_data) | production_data.stats,
-                            "data/production.json")
-        if candidate_recent is not None:
-            mlflow.log_metrics(candidate_recent.metrics(prefix="recent."))
-            mlflow.log_dict(candidate_recent.report(), "evaluation/candidate_recent.json")
-        mlflow.log_dict(reference, "reference_profile.json")
-        mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
-        version_tags = lineage | {f"behaviour.{k.removeprefix('behaviour.')}": f"{v:.4f}"
-                                  for k, v in candidate_behaviour.metrics().items()}
-        version = registry.register(client, run.info.run_id, tracking.registered_model, tags=version_tags)
-        log.info("registered %s version %s", tracking.registered_model, version.version)
-        mlflow.log_text(card.render(metadata, candidate, candidate_behaviour, str(version.version)),
-                        f"{registry.MODEL_ARTIFACT_PATH}_card/{card.CARD_FILE}")
+    with registry.tracking_at(tracking.tracking_uri):
+        experiment = mlflow.set_experiment(tracking.experiment)
+        with mlflow.start_run(run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+            mlflow.log_params(train.flat_params(settings.model))
+            mlflow.log_params({f"data.{k}": v for k, v in settings.data.model_dump(mode="json").items()})
+            mlflow.log_params({f"data.{k}": v for k, v in split.stats.items()})
+            mlflow.set_tags(lineage | {"mlflow.source.git.commit": commit})
+            mlflow.log_metrics(candidate.metrics() | candidate_behaviour.metrics())
+            mlflow.log_dict(candidate.report(), "evaluation/candidate.json")
+            mlflow.log_dict(candidate_behaviour.report(), "behaviour/candidate.json")
+            if production_data is not None and settings.data.production_data is not None:
+                mlflow.log_params({f"data.{k}": v for k, v in production_data.stats.items()})
+                mlflow.log_dict(data.snapshot_metadata(settings.data.production_data) | production_data.stats,
+                                "data/production.json")
+            if candidate_recent is not None:
+                mlflow.log_metrics(candidate_recent.metrics(prefix="recent."))
+                mlflow.log_dict(candidate_recent.report(), "evaluation/candidate_recent.json")
+            mlflow.log_dict(reference, "reference_profile.json")
+            mlflow.log_artifacts(str(model_dir), registry.MODEL_ARTIFACT_PATH)
+            version_tags = lineage | {f"behaviour.{k.removeprefix('behaviour.')}": f"{v:.4f}"
+                                      for k, v in candidate_behaviour.metrics().items()}
+            version = registry.register(client, run.info.run_id, tracking.registered_model, tags=version_tags)
+            log.info("registered %s version %s", tracking.registered_model, version.version)
+            mlflow.log_text(card.render(metadata, candidate, candidate_behaviour, str(version.version)),
+                            f"{registry.MODEL_ARTIFACT_PATH}_card/{card.CARD_FILE}")
 
-        production_version = registry.version_by_alias(client, tracking.registered_model, tracking.production_alias)
-        production = production_recent = None
-        production_behaviour = None
-        if production_version is not None:
-            bundle = registry.download_version(tracking.tracking_uri, production_version)
-            production = evaluate.evaluate(bundle.pipeline, holdout_texts, holdout_labels, name="production")
-            production_behaviour = behaviour.run(bundle.pipeline.predict_proba, bundle.pipeline.classes_)
-            mlflow.log_metrics(production.metrics(prefix="production.")
-                               | production_behaviour.metrics(prefix="production."))
-            mlflow.log_dict(production.report(), "evaluation/production.json")
-            mlflow.log_dict(production_behaviour.report(), "behaviour/production.json")
-            if recent is not None and len(recent):
-                production_recent = evaluate.evaluate(bundle.pipeline, recent["text"].tolist(),
-                                                      recent["label"].tolist(), name="production on the recent holdout")
-                mlflow.log_metrics(production_recent.metrics(prefix="production.recent."))
-                mlflow.log_dict(production_recent.report(), "evaluation/production_recent.json")
-        decision = gate.decide(
-            candidate.macro_f1,
-            None if production is None else production.macro_f1,
-            None if production_version is None else str(production_version.version),
-            margin=tracking.margin,
-            floor=tracking.floor,
-            holdout_fingerprint=split.holdout_fingerprint,
-            force=tracking.force,
-            actor=tracking.actor,
-            force_reason=tracking.force_reason,
-            candidate_behaviour=candidate_behaviour.pass_rates,
-            production_behaviour=(production_behaviour.pass_rates
-                                  if production_behaviour is not None and production_behaviour.applicable else None),
-            behaviour_margin=tracking.behaviour_margin,
-            candidate_recent_macro_f1=None if candidate_recent is None else candidate_recent.macro_f1,
-            production_recent_macro_f1=None if production_recent is None else production_recent.macro_f1,
-            recent_fingerprint=None if production_data is None else production_data.recent_fingerprint,
-            tolerance=tracking.tolerance,
-        )
-        for key, value in decision.tags().items():
-            client.set_model_version_tag(tracking.registered_model, version.version, key, value)
-        mlflow.set_tags(decision.tags())
-        mlflow.log_dict(asdict(decision) | {"decision": decision.decision}, "gate/decision.json")
-        if decision.passed:
-            client.set_registered_model_alias(tracking.registered_model, tracking.candidate_alias, version.version)
-            log.info("gate %s: %s; alias %r -> version %s", decision.decision, decision.reason,
-                     tracking.candidate_alias, version.version)
-        else:
-            log.warning("gate refused: %s; no alias moved", decision.reason)
+            production_version = registry.version_by_alias(client, tracking.registered_model, tracking.production_alias)
+            production = production_recent = None
+            production_behaviour = None
+            if production_version is not None:
+                bundle = registry.download_version(tracking.tracking_uri, production_version)
+                production = evaluate.evaluate(bundle.pipeline, holdout_texts, holdout_labels, name="production")
+                production_behaviour = behaviour.run(bundle.pipeline.predict_proba, bundle.pipeline.classes_)
+                mlflow.log_metrics(production.metrics(prefix="production.")
+                                   | production_behaviour.metrics(prefix="production."))
+                mlflow.log_dict(production.report(), "evaluation/production.json")
+                mlflow.log_dict(production_behaviour.report(), "behaviour/production.json")
+                if recent is not None and len(recent):
+                    production_recent = evaluate.evaluate(bundle.pipeline, recent["text"].tolist(),
+                                                          recent["label"].tolist(),
+                                                          name="production on the recent holdout")
+                    mlflow.log_metrics(production_recent.metrics(prefix="production.recent."))
+                    mlflow.log_dict(production_recent.report(), "evaluation/production_recent.json")
+            decision = gate.decide(
+                candidate.macro_f1,
+                None if production is None else production.macro_f1,
+                None if production_version is None else str(production_version.version),
+                margin=tracking.margin,
+                floor=tracking.floor,
+                holdout_fingerprint=split.holdout_fingerprint,
+                force=tracking.force,
+                actor=tracking.actor,
+                force_reason=tracking.force_reason,
+                candidate_behaviour=candidate_behaviour.pass_rates,
+                production_behaviour=(production_behaviour.pass_rates if production_behaviour is not None
+                                      and production_behaviour.applicable else None),
+                behaviour_margin=tracking.behaviour_margin,
+                candidate_recent_macro_f1=None if candidate_recent is None else candidate_recent.macro_f1,
+                production_recent_macro_f1=None if production_recent is None else production_recent.macro_f1,
+                recent_fingerprint=None if production_data is None else production_data.recent_fingerprint,
+                tolerance=tracking.tolerance,
+            )
+            for key, value in decision.tags().items():
+                client.set_model_version_tag(tracking.registered_model, version.version, key, value)
+            mlflow.set_tags(decision.tags())
+            mlflow.log_dict(asdict(decision) | {"decision": decision.decision}, "gate/decision.json")
+            if decision.passed:
+                client.set_registered_model_alias(tracking.registered_model, tracking.candidate_alias, version.version)
+                log.info("gate %s: %s; alias %r -> version %s", decision.decision, decision.reason,
+                         tracking.candidate_alias, version.version)
+            else:
+                log.warning("gate refused: %s; no alias moved", decision.reason)
 
     result = TrainResult(
         run_id=run.info.run_id,

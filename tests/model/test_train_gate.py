@@ -6,10 +6,12 @@ A 1,800-row sample of the real corpus keeps each run to a couple of seconds.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -49,8 +51,11 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     client = MlflowClient(mlflow_server.uri)
     name = "gate-flow"
 
+    before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     first = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
     assert first.decision.decision == "promoted" and first.production is None
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: it must not follow the process into later commands
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before
     assert "no production model yet" in first.decision.reason
     assert client.get_model_version_by_alias(name, "candidate").version == first.model_version
     run = client.get_run(first.run_id)
