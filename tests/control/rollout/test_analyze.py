@@ -1,6 +1,7 @@
 """``kube-sentiment rollout analyze`` on prediction logs written the shipper's way, with a real (small) model: a
 shadow that answers like stable advances, one whose class mapping is permuted is rolled back on the agreement and
-class-mix checks, too little data holds, a slow canary is rolled back on latency; stdout is the JSON alone."""
+class-mix checks, too little data holds, a slow canary is rolled back on latency, a class mix near the threshold
+by chance is not; stdout is the JSON alone."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from sklearn.pipeline import Pipeline
 
 from control.rollout.analyze import main, render_table, summary
+from control.rollout.checks import AnalysisInput, TrackSample, decide
+from control.rollout.policy import Analysis
 from model.data import Split
 from model.errors import ExitCode
 from tests.support.events import PermutedModel, feedback_events, predicted_events, write_to_sink
@@ -160,3 +164,21 @@ def test_stdout_is_the_json_alone_and_the_summary_fits_a_termination_message(
     assert len(out.read_bytes()) <= 4096 and short["decision"] == "rollback"
     assert {c["name"] for c in short["checks"]} == {c["name"] for c in result["checks"]}
     assert len(summary({**result, "reason": "x" * 10000}).encode()) <= 4096
+
+
+def test_a_class_mix_near_the_threshold_by_chance_does_not_roll_back() -> None:
+    """The canary window that rolled a good retrain back in the feedback loop: PSI 0.11 between two samples of one
+    class mix, "different" at p < 0.001. Rolled back only for a shift beyond the threshold, the good version
+    advances; the stable mix with its classes permuted, at the same sample sizes, still fails."""
+    def sample(counts: list[int]) -> TrackSample:
+        labels = np.repeat(np.array(["negative", "neutral", "positive"], dtype=object), counts)
+        return TrackSample(labels, np.full(len(labels), 0.8), np.full(len(labels) // 4, 5.0))
+
+    policy = Analysis.model_validate({"minRequests": 150, "minLatencyRequests": 25})
+    classes = ["negative", "neutral", "positive"]
+    chance = decide(AnalysisInput("canary", classes, sample([240, 194, 86]), sample([58, 60, 50])), policy)
+    mix = {c.name: c for c in chance.checks}["class_mix_psi"]
+    assert mix.value is not None and mix.value > 0.1 and mix.test == "chi2_beyond_threshold"
+    assert mix.status == "pass" and chance.decision == "advance", chance.reason
+    permuted = decide(AnalysisInput("canary", classes, sample([240, 194, 86]), sample([28, 78, 62])), policy)
+    assert permuted.decision == "rollback" and "class_mix_psi" in permuted.reason
