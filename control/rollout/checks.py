@@ -196,7 +196,7 @@ def _class_samples(data: AnalysisInput, a: Analysis) -> tuple[np.ndarray, np.nda
 
 def class_mix_check(data: AnalysisInput, a: Analysis) -> Check:
     """PSI between the predicted-class mixes; chi-square test that the shift is beyond the threshold
-    (:func:`control.drift.stats.chi2_beyond`), so a good version is not rolled back on a PSI noise put there."""
+    (:func:`control.drift.stats.chi2_beyond`): noise that puts the PSI near the threshold rolls nothing back."""
     stable, candidate, basis = _class_samples(data, a)
     check = Check("class_mix_psi", "predicted-class mix, candidate against stable (PSI)", None, a.max_class_mix_psi,
                   "max", None, "chi2_beyond_threshold", {"candidate": len(candidate), "stable": len(stable)},
