@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -95,11 +94,11 @@ def version_by_alias(mlflow_client: MlflowClient, name: str, alias: str) -> Mode
         raise
 
 
-def download_version(tracking_uri: str, version: ModelVersion, dest: Path | None = None) -> ModelBundle:
-    """Download a registered version's model directory (its ``source``) and load it."""
+def download_version(tracking_uri: str, version: ModelVersion, dest: Path) -> ModelBundle:
+    """Download a registered version's model directory (its ``source``) into ``dest`` and load it; the pipeline
+    is read into memory, so the caller may delete ``dest`` afterwards."""
     import mlflow.artifacts
 
-    dest = dest or Path(tempfile.mkdtemp(prefix=f"ks-{version.name}-v{version.version}-"))
     uri = f"models:/{version.name}/{version.version}"
     try:
         local = mlflow.artifacts.download_artifacts(

@@ -193,7 +193,8 @@ def train_and_gate(settings: TrainSettings, exporters: Sequence[Exporter] = ()) 
             production = production_recent = None
             production_behaviour = None
             if production_version is not None:
-                bundle = registry.download_version(tracking.tracking_uri, production_version)
+                with tempfile.TemporaryDirectory(prefix="ks-gate-production-") as tmp:  # read into memory
+                    bundle = registry.download_version(tracking.tracking_uri, production_version, Path(tmp))
                 production = evaluate.evaluate(bundle.pipeline, holdout_texts, holdout_labels, name="production")
                 production_behaviour = behaviour.run(bundle.pipeline.predict_proba, bundle.pipeline.classes_)
                 mlflow.log_metrics(production.metrics(prefix="production.")

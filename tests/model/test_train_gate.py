@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -47,9 +48,12 @@ def settings(server: MlflowServer, csv: Path, tmp: Path, name: str, **model: obj
 
 
 def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, sample_csv: Path,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client = MlflowClient(mlflow_server.uri)
     name = "gate-flow"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
     first = train_and_gate(settings(mlflow_server, sample_csv, tmp_path, name))
@@ -71,7 +75,7 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     assert float(first_tags["behaviour.negation"]) == pytest.approx(first.candidate_behaviour.pass_rates["negation"],
                                                                    abs=1e-4)
     assert first_tags["gate.behaviour.neutral_facts"] == f"{first.candidate_behaviour.pass_rates['neutral_facts']:.4f}"
-    card = Path(client.download_artifacts(first.run_id, "model_card/MODEL_CARD.md")).read_text()
+    card = Path(client.download_artifacts(first.run_id, "model_card/MODEL_CARD.md", str(tmp_path))).read_text()
     assert f"version {first.model_version}" in card and "| negation |" in card
 
     client.set_registered_model_alias(name, "production", first.model_version)  # a deployment promotes it
@@ -80,6 +84,7 @@ def test_gate_promotes_refuses_and_records_reasons(mlflow_server: MlflowServer, 
     assert worse.decision.decision == "refused" and worse.exit_code == ExitCode.GATE_REFUSED
     assert worse.production is not None
     assert worse.production.macro_f1 == pytest.approx(first.candidate.macro_f1)  # re-scored on the same holdout
+    assert not list(scratch.iterdir()), "the production model downloaded for the gate was left behind"
     assert client.get_model_version_by_alias(name, "candidate").version == first.model_version  # nothing moved
     tags = client.get_model_version(name, worse.model_version).tags
     assert tags["gate.decision"] == "refused"
