@@ -13,9 +13,11 @@ import gc
 import logging
 import os
 import signal
+import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from model.errors import ConfigError
@@ -76,7 +78,17 @@ def _load_in_background(model: Any) -> None:
 
 
 def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
-    """Run the predictor until it is stopped; returns the process exit code."""
+    """Run the predictor until it is stopped; returns the process exit code. A registry model without a
+    ``download_dir`` is downloaded into a temporary directory that lives as long as the server (its files are read
+    while serving) and is removed when it stops (forked workers leave with ``os._exit`` and do not remove it)."""
+    if settings.model_uri and settings.download_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ks-serve-") as tmp:
+            return _serve_with(settings.model_copy(update={"download_dir": Path(tmp)}), args)
+    return _serve_with(settings, args)
+
+
+def _serve_with(settings: ServeSettings, args: argparse.Namespace) -> int:
+    """:func:`_serve` once the model's files have a home."""
     workers = int(args.workers)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")

@@ -93,7 +93,7 @@ class ServeSettings(ProcessSettings):
     request_logs: bool = False
     """Log one line per HTTP request (uvicorn's access log)."""
     download_dir: Path | None = None
-    """Where a registry model is downloaded (default: a fresh temporary directory)."""
+    """Where a registry model is downloaded (default: a temporary directory the server removes when it stops)."""
     mirror_url: str = ""
     """Base URL of a shadow predictor to send copies of answered requests to (kserve mode, ``serving.mirror``);
     empty: no copies."""

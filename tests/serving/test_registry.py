@@ -180,11 +180,12 @@ def test_predictor_waits_unready_for_the_alias_then_serves_that_version(
 ) -> None:
     name = REGISTERED + "-alias"
     version = register(mlflow_server, tiny_model_dir, name)
+    scratch = tmp_path / "scratch"  # no --download-dir: the predictor downloads into a temporary directory here
+    scratch.mkdir()
     predictor = start_predictor(
         tmp_path,
-        ["--model-uri", f"models:/{name}@production", "--load-in-background",
-         "--download-dir", str(tmp_path / "dl")],
-        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "KS_SERVE_LOAD_DEADLINE_S": "120"},
+        ["--model-uri", f"models:/{name}@production", "--load-in-background"],
+        env={"MLFLOW_TRACKING_URI": mlflow_server.uri, "KS_SERVE_LOAD_DEADLINE_S": "120", "TMPDIR": str(scratch)},
         wait_ready=False,
     )
     try:
@@ -224,8 +225,10 @@ def test_predictor_waits_unready_for_the_alias_then_serves_that_version(
         assert httpx.get(predictor.http + "/v2/models/sentiment", timeout=5).json()["versions"] == [version]
         response = asyncio.run(grpc_call())
         assert response.model_version == version  # type: ignore[attr-defined]
+        assert [p.name for p in scratch.glob("ks-serve-*/*/kube_sentiment.json")], list(scratch.rglob("*"))
     finally:
-        stop(predictor.process)
+        assert stop(predictor.process) == 0, predictor.log_text()
+    assert not list(scratch.iterdir()), "the downloaded model was left behind"
 
 
 LOAD_AND_SAY = """
