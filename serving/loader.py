@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -199,9 +200,17 @@ def load_registry(settings: ServeSettings) -> LoadedModel:
     timeout within the time left, so a dead server ends the load within a few seconds of the deadline. Raises
     :class:`~serving.errors.RegistryUnreachable` (exit 69) when the server never answered, ``ModelLoadError``
     (exit 66) when it answered that the model is not there; a directory that downloads but does not load fails at
-    once.
+    once. Without ``settings.download_dir`` the files go to a new temporary directory, the caller's to remove
+    after a load (the predictor gives one it removes when it stops) and removed here after a failure.
     """
-    dest = settings.download_dir or Path(tempfile.mkdtemp(prefix="ks-serve-"))
+    if settings.download_dir is None:
+        dest = Path(tempfile.mkdtemp(prefix="ks-serve-"))
+        try:
+            return load_registry(settings.model_copy(update={"download_dir": dest}))
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    dest = settings.download_dir
     give_up = time.monotonic() + settings.load_deadline_s
     delay = 0.2
     while True:

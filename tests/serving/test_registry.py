@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -50,7 +51,8 @@ def register(server: MlflowServer, model_dir: Path, name: str) -> str:
     return str(version.version)
 
 
-def test_load_by_version_and_by_alias(mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_load_by_version_and_by_alias(mlflow_server: MlflowServer, tiny_model_dir: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     name = REGISTERED + "-direct"
     version = register(mlflow_server, tiny_model_dir, name)
     client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
@@ -65,9 +67,13 @@ def test_load_by_version_and_by_alias(mlflow_server: MlflowServer, tiny_model_di
         assert loaded.source == f"models:/{name}/{version}"
         assert loaded.bundle.classes == ("negative", "neutral", "positive")
 
+    scratch = tmp_path / "scratch"  # no download_dir: a temporary directory of the loader's own, here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with pytest.raises(ModelLoadError, match=rf"models:/{name}@nope not found in the registry") as caught:
         load(ServeSettings(model_uri=f"models:/{name}@nope", tracking_uri=mlflow_server.uri, load_deadline_s=1))
     assert not isinstance(caught.value, RegistryUnreachable) and caught.value.exit_code == 66
+    assert not list(scratch.iterdir()), "a failed load left its temporary directory behind"
 
 
 @pytest.fixture

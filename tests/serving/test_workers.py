@@ -105,9 +105,11 @@ def test_workers_that_keep_stopping_stop_the_pod_with_exit_code_1(tmp_path: Path
 
 @pytest.fixture
 def pod(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Predictor]:
+    (tmp_path / "tmp").mkdir()  # the supervisor's metrics snapshots (a killed parent cannot remove them)
     running = start_predictor(
         tmp_path, ["--model-dir", str(tiny_model_dir), "--workers", "2"],
-        env={"KS_SERVE_EVENTS_DIR": str(tmp_path / "journal"), "KS_SERVE_EVENTS_FLUSH_INTERVAL_S": "0.05"},
+        env={"KS_SERVE_EVENTS_DIR": str(tmp_path / "journal"), "KS_SERVE_EVENTS_FLUSH_INTERVAL_S": "0.05",
+             "TMPDIR": str(tmp_path / "tmp")},
     )
     yield running
     stop(running.process)
@@ -156,7 +158,7 @@ def test_two_workers_share_the_ports_and_every_request_is_answered_and_recorded(
 
 
 @pytest.mark.integration
-def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(pod: Predictor) -> None:
+def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(pod: Predictor, tmp_path: Path) -> None:
     for i in range(20):
         assert httpx.post(pod.http + V1, json={"instances": [f"before {i}"]}, timeout=10).status_code == 200
     wait_until(lambda: _v1_ok(pod) == 20, 10, "the count of 20 V1 requests")
@@ -180,6 +182,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(pod: Predictor) 
     pod.process.send_signal(signal.SIGTERM)
     assert pod.process.wait(timeout=30) == 0
     assert not [p for p in now if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not list((tmp_path / "tmp").iterdir()), "the metrics snapshots were left behind"
     assert pod.events_dir is not None
     names = [p.name for p in pod.events_dir.iterdir() if p.name[0].isdigit()]
     # the workers that were stopped sealed their files; the killed one could not
