@@ -82,7 +82,7 @@ def _serve(settings: ServeSettings, args: argparse.Namespace) -> int:
     ``download_dir`` is downloaded into a temporary directory that lives as long as the server (its files are read
     while serving) and is removed when it stops (forked workers leave with ``os._exit`` and do not remove it)."""
     if settings.model_uri and settings.download_dir is None:
-        with tempfile.TemporaryDirectory(prefix="ks-serve-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="ks-serve-", ignore_cleanup_errors=True) as tmp:  # a load may write
             return _serve_with(settings.model_copy(update={"download_dir": Path(tmp)}), args)
     return _serve_with(settings, args)
 
